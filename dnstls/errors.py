@@ -1,0 +1,26 @@
+# -*- test-case-name: tests.test_zonefile -*-
+"""
+The exceptions dnstls raises; every one derives from L{DNSTLSError}.
+"""
+
+from __future__ import annotations
+
+
+class DNSTLSError(Exception):
+    """
+    The root of every error dnstls raises on purpose.
+    """
+
+
+class StartupError(DNSTLSError):
+    """
+    The server cannot start: a bad option, an unreadable file, an address
+    that cannot be bound.  The message is one line meant for an operator.
+    """
+
+
+class ZoneError(StartupError):
+    """
+    A zone file cannot be served: a syntax error or a failed check.  The
+    message names the file, the line where it is known, and the reason.
+    """

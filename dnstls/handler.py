@@ -1,0 +1,238 @@
+# -*- test-case-name: tests.test_handler -*-
+"""
+The one place where a query becomes a response, and where every error
+becomes an RCODE.
+
+Every listener hands the raw bytes of one query to L{Handler.handle} with a
+L{QueryContext} and sends back what it returns, if anything:
+
+  - shorter than a header, or a response (QR=1): dropped, C{None};
+  - an OPCODE other than QUERY: NOTIMP;
+  - unparseable, or QDCOUNT other than 1, or a broken OPT: FORMERR;
+  - a TSIG we have no key for: NOTAUTH;
+  - EDNS version above 0: BADVERS;
+  - a name outside our zones: REFUSED;
+  - a bug: SERVFAIL, and the traceback in the log.
+
+Nothing raises out of L{Handler.handle}.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+from twisted.logger import Logger
+
+from dnstls.authority import LookupResult, Outcome, ZoneStore
+from dnstls.chaos import Chaos
+from dnstls.render import render
+from dnstls.wire import QR, Header, has_opt, parse_header
+
+#: The EDNS UDP payload size we advertise and never exceed (DNS flag day 2020).
+UDP_PAYLOAD = 1232
+#: The classic UDP limit without EDNS (RFC 1035 4.2.1).
+UDP_CLASSIC = 512
+#: The largest message a two-octet length can frame.
+STREAM_LIMIT = 0xFFFF
+
+_ZONE_TRANSFERS = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
+_META_QTYPES = frozenset(
+    {dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY, dns.rdatatype.NONE}
+)
+_OUTCOME_RCODE = {
+    Outcome.ANSWER: dns.rcode.NOERROR,
+    Outcome.NODATA: dns.rcode.NOERROR,
+    Outcome.DELEGATION: dns.rcode.NOERROR,
+    Outcome.NXDOMAIN: dns.rcode.NXDOMAIN,
+    Outcome.YXDOMAIN: dns.rcode.YXDOMAIN,
+}
+
+
+class Transport(enum.Enum):
+    """
+    The protocol a query came in on, which decides size limits and what a
+    reply may carry.
+    """
+
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+
+    @property
+    def is_stream(self) -> bool:
+        """
+        Whether messages travel length-prefixed on a connection.
+        """
+        return self is not Transport.UDP
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """
+    Where a query came from.
+
+    @ivar transport: the protocol it arrived on.
+    @ivar peer: the client's address and port.
+    """
+
+    transport: Transport
+    peer: tuple[str, int]
+
+
+class _Reply(Exception):
+    """
+    Raised inside the handler to answer at once with an RCODE.
+    """
+
+    def __init__(self, rcode: dns.rcode.Rcode) -> None:
+        super().__init__(rcode)
+        self.rcode = rcode
+
+
+class Handler:
+    """
+    Turns query bytes into response bytes from authoritative data.
+
+    @ivar zones: the zones we answer for.
+    @ivar chaos: the CHAOS identity answers.
+    """
+
+    log = Logger()
+
+    def __init__(self, zones: ZoneStore, chaos: Chaos | None = None) -> None:
+        self.zones = zones
+        self.chaos = chaos if chaos is not None else Chaos()
+
+    def handle(self, wire: bytes, context: QueryContext) -> bytes | None:
+        """
+        Answer the query in C{wire}.
+
+        @return: the response, ready to send (unframed), or C{None} to send
+            nothing.
+        """
+        header = parse_header(wire)
+        if header is None or header.flags & QR:
+            return None
+        if header.opcode != dns.opcode.QUERY:
+            return self._error(wire, header, dns.rcode.NOTIMP)
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.message.ShortHeader:
+            return None
+        except (dns.message.UnknownTSIGKey, dns.message.BadTSIG):
+            return self._error(wire, header, dns.rcode.NOTAUTH)
+        except Exception:
+            return self._error(wire, header, dns.rcode.FORMERR)
+        try:
+            response, required = self._answer(query)
+        except _Reply as reply:
+            return self._error(wire, header, reply.rcode)
+        except Exception:
+            self.log.failure("answering {question}", question=query.question)
+            return self._error(wire, header, dns.rcode.SERVFAIL)
+        return render(response, self._limit(query, context), required)
+
+    def _limit(self, query: dns.message.Message, context: QueryContext) -> int:
+        """
+        The largest response C{query} may get on its transport (RFC 6891
+        6.2.3 and 6.2.5: a payload size below 512 counts as 512).
+        """
+        if context.transport.is_stream:
+            return STREAM_LIMIT
+        if query.edns < 0:
+            return UDP_CLASSIC
+        return max(UDP_CLASSIC, min(query.payload, UDP_PAYLOAD))
+
+    def _answer(self, query: dns.message.Message) -> tuple[dns.message.Message, int]:
+        """
+        Build the response to a parsed query.
+
+        @return: the response and how many additional RRsets are mandatory.
+        @raise _Reply: to answer with an RCODE alone.
+        """
+        if len(query.question) != 1:
+            raise _Reply(dns.rcode.FORMERR)
+        response = _start_response(query)
+        if query.edns > 0:
+            response.set_rcode(dns.rcode.BADVERS)
+            return response, 0
+        question = query.question[0]
+        qname, qtype, qclass = question.name, question.rdtype, question.rdclass
+        if qtype in _META_QTYPES:
+            raise _Reply(dns.rcode.FORMERR)
+        if qclass == dns.rdataclass.CH:
+            return self._answer_chaos(response, qname, qtype), 0
+        if qclass != dns.rdataclass.IN or qtype in _ZONE_TRANSFERS:
+            raise _Reply(dns.rcode.REFUSED)
+        zone = self.zones.find(qname, qtype)
+        if zone is None:
+            raise _Reply(dns.rcode.REFUSED)
+        result = zone.lookup(qname, qtype)
+        _fill(response, result)
+        return response, result.required
+
+    def _answer_chaos(
+        self, response: dns.message.Message, qname: dns.name.Name, qtype: int
+    ) -> dns.message.Message:
+        rrset = self.chaos.answer(qname, qtype)
+        if rrset is None:
+            raise _Reply(dns.rcode.REFUSED)
+        response.flags |= dns.flags.AA
+        response.answer.append(rrset)
+        return response
+
+    def _error(self, wire: bytes, header: Header, rcode: dns.rcode.Rcode) -> bytes:
+        """
+        A response carrying only C{rcode}, the question when it can be read,
+        and an OPT when the query had one (RFC 6891 section 7).
+        """
+        try:
+            question = dns.message.from_wire(wire, question_only=True).question
+        except Exception:
+            question = []
+        response = dns.message.Message(id=header.id)
+        response.flags = dns.flags.QR | (header.flags & (dns.flags.RD | dns.flags.CD))
+        response.set_opcode(dns.opcode.Opcode(header.opcode))
+        if len(question) == 1:
+            response.question = question
+        if has_opt(wire):
+            response.use_edns(0, 0, UDP_PAYLOAD)
+        response.set_rcode(rcode)
+        return render(response, UDP_CLASSIC)
+
+
+def _start_response(query: dns.message.Message) -> dns.message.Message:
+    """
+    An empty response to C{query}: its ID, opcode, RD and CD copied, the
+    question as the client wrote it, and an OPT of our own (version 0, DO
+    echoed, no other flag) when the query had one.
+    """
+    response = dns.message.Message(id=query.id)
+    response.flags = dns.flags.QR | (query.flags & (dns.flags.RD | dns.flags.CD))
+    response.set_opcode(query.opcode())
+    response.question = list(query.question)
+    if query.edns >= 0:
+        response.use_edns(0, query.ednsflags & dns.flags.DO, UDP_PAYLOAD)
+    return response
+
+
+def _fill(response: dns.message.Message, result: LookupResult) -> None:
+    """
+    Copy a lookup's sections into C{response} and set its RCODE and AA.
+    """
+    response.answer = result.answer
+    response.authority = result.authority
+    response.additional = result.additional
+    response.set_rcode(_OUTCOME_RCODE[result.outcome])
+    if result.authoritative:
+        response.flags |= dns.flags.AA
