@@ -182,8 +182,6 @@ class AuthoritativeZone:
             if NS in rrsets and owner in self._cuts:
                 result.outcome = Outcome.DELEGATION
                 result.authority.append(rrsets[NS])
-                if DS in rrsets:
-                    result.authority.append(rrsets[DS])
                 return None
             return self._synthesize_dname(name, rrsets[DNAME], result)
         rrsets = self._nodes.get(name)
@@ -279,8 +277,9 @@ class AuthoritativeZone:
     def _add_additional(self, result: LookupResult) -> None:
         """
         Addresses for the targets of NS, MX and SRV records in the answer and
-        authority sections (RFC 1034 4.3.2 step 6).  A referral takes glue
-        from below any cut, and that glue comes first and is required.
+        authority sections (RFC 1034 4.3.2 step 6).  NS targets take glue from
+        below any cut (sibling glue too); a referral's in-domain glue comes
+        first and is required.
         """
         referral = result.outcome is Outcome.DELEGATION
         required: list[dns.rrset.RRset] = []
@@ -291,11 +290,11 @@ class AuthoritativeZone:
                 if target in added or not target.is_subdomain(self.origin):
                     continue
                 added.add(target)
-                glue = referral and rrset.rdtype == NS
+                glue = rrset.rdtype == NS
                 if not glue and self._below_cut(target):
                     continue
                 addresses = [r for t in (A, AAAA) if (r := self._address(target, t))]
-                in_domain = glue and target.is_subdomain(rrset.name)
+                in_domain = referral and glue and target.is_subdomain(rrset.name)
                 (required if in_domain else optional).extend(addresses)
         result.additional = required + optional
         result.required = len(required)

@@ -46,9 +46,8 @@ UDP_CLASSIC = 512
 STREAM_LIMIT = 0xFFFF
 
 _ZONE_TRANSFERS = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
-_META_QTYPES = frozenset(
-    {dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY, dns.rdatatype.NONE}
-)
+#: Classes answered from the zones: IN, and ANY as Knot DNS does.
+_ZONE_CLASSES = frozenset({dns.rdataclass.IN, dns.rdataclass.ANY})
 _OUTCOME_RCODE = {
     Outcome.ANSWER: dns.rcode.NOERROR,
     Outcome.NODATA: dns.rcode.NOERROR,
@@ -134,7 +133,7 @@ class Handler:
         except Exception:
             return self._error(wire, header, dns.rcode.FORMERR)
         try:
-            response, required = self._answer(query)
+            response, required = self._answer(query, context)
         except _Reply as reply:
             return self._error(wire, header, reply.rcode)
         except Exception:
@@ -153,7 +152,9 @@ class Handler:
             return UDP_CLASSIC
         return max(UDP_CLASSIC, min(query.payload, UDP_PAYLOAD))
 
-    def _answer(self, query: dns.message.Message) -> tuple[dns.message.Message, int]:
+    def _answer(
+        self, query: dns.message.Message, context: QueryContext
+    ) -> tuple[dns.message.Message, int]:
         """
         Build the response to a parsed query.
 
@@ -168,12 +169,16 @@ class Handler:
             return response, 0
         question = query.question[0]
         qname, qtype, qclass = question.name, question.rdtype, question.rdclass
-        if qtype in _META_QTYPES:
-            raise _Reply(dns.rcode.FORMERR)
         if qclass == dns.rdataclass.CH:
             return self._answer_chaos(response, qname, qtype), 0
-        if qclass != dns.rdataclass.IN or qtype in _ZONE_TRANSFERS:
+        if qclass not in _ZONE_CLASSES:
             raise _Reply(dns.rcode.REFUSED)
+        if qtype in _ZONE_TRANSFERS:
+            # We serve no transfers; Knot DNS answers the same way when no
+            # ACL allows one: NOTIMP for AXFR over UDP, NOTAUTH otherwise.
+            if qtype == dns.rdatatype.AXFR and not context.transport.is_stream:
+                raise _Reply(dns.rcode.NOTIMP)
+            raise _Reply(dns.rcode.NOTAUTH)
         zone = self.zones.find(qname, qtype)
         if zone is None:
             raise _Reply(dns.rcode.REFUSED)
