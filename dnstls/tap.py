@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.logger import Logger
 from twisted.python import usage
 
 from dnstls.authority import AuthoritativeZone, ZoneStore
@@ -209,8 +210,23 @@ class ServerService(MultiService):
     @ivar listening: the listeners; their ports once started.
     """
 
+    log = Logger()
+
     def __init__(self, handler: Handler, listening: ListeningService) -> None:
         super().__init__()
         self.handler = handler
         self.listening = listening
         listening.setServiceParent(self)
+
+    def startService(self) -> None:
+        """
+        Start listening, then log one line with the zones served: the sign
+        that the server is ready.
+        """
+        super().startService()
+        zones = sorted(self.handler.zones, key=lambda zone: zone.origin)
+        self.log.info(
+            "serving {count} zones: {zones}",
+            count=len(zones),
+            zones=" ".join(f"{zone.origin}(serial {zone.serial})" for zone in zones) or "none",
+        )

@@ -1,0 +1,236 @@
+"""
+Helpers the tests share: real servers on loopback (dnstls under twistd, Knot
+DNS) and the external tools that talk to them.
+
+With C{CI=true} in the environment a missing tool fails the test instead of
+skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ZONES = ROOT / "tests" / "zones"
+#: The zones the Knot comparison serves: every file in tests/zones/.
+ZONE_ORIGINS = ("example.test.", "corner.test.", "child.corner.test.", "negttl.test.")
+
+_LISTENING = re.compile(r"listening on (udp|tcp|tls) (\S+)")
+_READY = re.compile(r"serving \d+ zones")
+
+
+def require_tool(name: str) -> str:
+    """
+    The path of the program C{name}; skip the test without it, or fail it
+    when C{CI=true}.
+    """
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if path is None:
+        message = f"{name} is not installed (Debian: see .ci/run)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " and CI=true", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    """
+    A TCP port on 127.0.0.1 that was free a moment ago (also free for UDP,
+    checked).
+    """
+    while True:
+        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(port)
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """
+    C{("::1", 53)} from C{"[::1]:53"}, C{("127.0.0.1", 53)} from
+    C{"127.0.0.1:53"}.
+    """
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class DnstlsProcess:
+    """
+    C{twistd -n dnstls ARGS} in a child process, started from the source
+    tree, with its listening addresses read from its log.
+
+    @ivar addresses: C{(kind, host, port)} for every listener it logged.
+    """
+
+    def __init__(self, args: Sequence[str], timeout: float = 15.0) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.workdir = tempfile.mkdtemp(prefix="dnstls-test-")
+        self.command = [
+            sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "-n", "--pidfile=", "dnstls", *args,
+        ]
+        self.process = subprocess.Popen(
+            self.command, cwd=self.workdir, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self.addresses: list[tuple[str, str, int]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._wait_started(timeout)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _wait_started(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if any(_READY.search(line) for line in list(self.lines)):
+                found = [m.groups() for line in self.lines if (m := _LISTENING.search(line))]
+                self.addresses = [(kind, *split_address(text)) for kind, text in found]
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("dnstls did not start:\n" + "\n".join(self.lines))
+
+    def address(self, kind: str, family: int = socket.AF_INET) -> tuple[str, int]:
+        """
+        The first listener of C{kind} (C{udp}, C{tcp}, C{tls}) in C{family}.
+        """
+        for k, host, port in self.addresses:
+            is_v6 = ":" in host
+            if k == kind and is_v6 == (family == socket.AF_INET6):
+                return host, port
+        raise LookupError(f"no {kind} listener in {self.addresses}")
+
+    def stop(self) -> None:
+        """
+        Stop the server (SIGTERM, then SIGKILL after five seconds).
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(2)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def run_dnstls(args: Sequence[str], timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{twistd -n dnstls ARGS} expecting it to exit (a start-up error).
+    """
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryDirectory(prefix="dnstls-test-") as workdir:
+        return subprocess.run(
+            [
+                sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "-n", "--pidfile=", "dnstls", *args,
+            ],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
+        )
+
+
+class KnotProcess:
+    """
+    Knot DNS (C{knotd}) serving C{tests/zones/} on 127.0.0.1, the reference
+    the answers are compared with.
+    """
+
+    def __init__(self, origins: Sequence[str] = ZONE_ORIGINS, zones: Path = ZONES) -> None:
+        knotd = require_tool("knotd")
+        self.port = free_port()
+        self.directory = tempfile.mkdtemp(prefix="dnstls-knot-")
+        config = Path(self.directory) / "knot.conf"
+        zone_lines = "\n".join(f"  - domain: {origin}" for origin in origins)
+        config.write_text(
+            textwrap.dedent(
+                f"""\
+                server:
+                    rundir: "{self.directory}"
+                    listen: 127.0.0.1@{self.port}
+                    udp-workers: 1
+                    tcp-workers: 1
+                    background-workers: 1
+                    identity: ""
+                    version: ""
+                log:
+                  - target: stderr
+                    any: warning
+                database:
+                    storage: "{self.directory}/db"
+                template:
+                  - id: default
+                    storage: "{zones}"
+                    semantic-checks: on
+                    zonefile-sync: -1
+                    zonefile-load: whole
+                    journal-content: none
+                zone:
+                """
+            )
+            + zone_lines
+            + "\n"
+        )
+        self.process = subprocess.Popen(
+            [knotd, "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._wait_started(origins)
+
+    def _wait_started(self, origins: Sequence[str]) -> None:
+        deadline = time.monotonic() + 15
+        pending = list(origins)
+        while pending and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            query = dns.message.make_query(pending[0], "SOA")
+            try:
+                response = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.5)
+            except (OSError, dns.exception.Timeout):
+                time.sleep(0.1)
+                continue
+            if response.rcode() == 0 and response.answer:
+                pending.pop(0)
+            else:
+                time.sleep(0.1)
+        if pending:
+            self.stop()
+            output = self.process.stdout.read() if self.process.stdout else ""
+            raise RuntimeError(f"knotd did not load {pending}:\n{output}")
+
+    def stop(self) -> None:
+        """
+        Stop knotd and remove its files.
+        """
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        shutil.rmtree(self.directory, ignore_errors=True)
