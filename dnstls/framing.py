@@ -10,6 +10,7 @@ octet at a time, or many messages at once) and yields whole messages.
 from __future__ import annotations
 
 import struct
+
 from dnstls.wire import HEADER_SIZE
 
 MAX_MESSAGE = 0xFFFF
@@ -20,7 +21,15 @@ class FramingError(ValueError):
     """
     The peer sent a length that no DNS message can have (0 or below the
     size of a header); the stream cannot be trusted any further.
+
+    @ivar messages: the whole messages the same feed completed before the
+        bad length, in order, so that a stream answers the same however the
+        network split it.
     """
+
+    def __init__(self, reason: str, messages: list[bytes] | None = None) -> None:
+        super().__init__(reason)
+        self.messages: list[bytes] = messages if messages is not None else []
 
 
 def frame(message: bytes) -> bytes:
@@ -39,7 +48,7 @@ class FrameDecoder:
     Reassemble length-prefixed DNS messages from a byte stream.
     """
 
-    __slots__ = ("_buffer", "_broken")
+    __slots__ = ("_broken", "_buffer")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -50,14 +59,15 @@ class FrameDecoder:
         Add C{data} to the stream and return every message it completes, in
         order.  Octets past the last whole message stay buffered.
 
-        @raise FramingError: when a length prefix is below 12; the decoder
-            then refuses further input.
+        @raise FramingError: when a length prefix is below 12, carrying the
+            messages completed before it; the decoder then refuses further
+            input.
         """
         if self._broken:
             raise FramingError("the stream was already broken")
         buffer = self._buffer
         buffer += data
-        messages = []
+        messages: list[bytes] = []
         offset = 0
         available = len(buffer)
         while available - offset >= 2:
@@ -65,7 +75,7 @@ class FrameDecoder:
             if length < HEADER_SIZE:
                 self._broken = True
                 buffer.clear()
-                raise FramingError(f"message length {length} is below {HEADER_SIZE}")
+                raise FramingError(f"message length {length} is below {HEADER_SIZE}", messages)
             end = offset + 2 + length
             if end > available:
                 break

@@ -199,7 +199,8 @@ class Handler:
     def _error(self, wire: bytes, header: Header, rcode: dns.rcode.Rcode) -> bytes:
         """
         A response carrying only C{rcode}, the question when it can be read,
-        and an OPT when the query had one (RFC 6891 section 7).
+        and an OPT when the query had one (RFC 6891 section 7), with the
+        query's DO bit copied (RFC 3225 section 3) when the OPT can be read.
         """
         try:
             question = dns.message.from_wire(wire, question_only=True).question
@@ -211,9 +212,21 @@ class Handler:
         if len(question) == 1:
             response.question = question
         if has_opt(wire):
-            response.use_edns(0, 0, UDP_PAYLOAD)
+            response.use_edns(0, _query_do(wire), UDP_PAYLOAD)
         response.set_rcode(rcode)
         return render(response, UDP_CLASSIC)
+
+
+def _query_do(wire: bytes) -> int:
+    """
+    The DO bit of the OPT in the query C{wire}, or 0 when the message cannot
+    be parsed far enough to read it.
+    """
+    try:
+        query = dns.message.from_wire(wire, ignore_trailing=True)
+    except Exception:
+        return 0
+    return query.ednsflags & dns.flags.DO if query.edns >= 0 else 0
 
 
 def _start_response(query: dns.message.Message) -> dns.message.Message:

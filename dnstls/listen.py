@@ -60,18 +60,25 @@ def parse_address(text: str) -> Address:
 
     @raise ValueError: with a message for the operator.
     """
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ValueError(f"{text!r} is not [IPV6]:PORT")
+        port_text = rest[1:]
         if not _is_ip(host) or ipaddress.ip_address(host).version != 6:
             raise ValueError(f"{text!r}: only an IPv6 address goes in brackets")
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, as [{host}]:{port_text}")
-    if not _is_ip(host):
-        raise ValueError(f"{text!r}: {host!r} is not an IP address")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    elif text.count(":") > 1:
+        host, _, port_text = text.rpartition(":")
+        example = f"[{host}]:{port_text}" if _is_ip(host) else f"[{text}]:PORT"
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, as {example}")
+    else:
+        host, colon, port_text = text.partition(":")
+        if not colon or not host:
+            raise ValueError(f"{text!r} is not HOST:PORT")
+        if not _is_ip(host):
+            raise ValueError(f"{text!r}: {host!r} is not an IP address (names are not looked up)")
+    # isdigit() alone would take other scripts' digits, which int() reads.
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
     return Address(str(ipaddress.ip_address(host)), int(port_text))
 
@@ -84,10 +91,25 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def family_available(family: socket.AddressFamily) -> bool:
+    """
+    Whether this host can open sockets of C{family} (IPv6 may be disabled).
+    """
+    try:
+        socket.socket(family, socket.SOCK_DGRAM).close()
+    except OSError:
+        return False
+    return True
+
+
 def _socket(address: Address, kind: socket.SocketKind) -> socket.socket:
     sock = socket.socket(address.family, kind)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if kind == socket.SOCK_STREAM:
+            # For TCP this only lets a restart bind past connections in
+            # TIME_WAIT.  For UDP it would let two sockets that both set it
+            # share one port, so that a port in use went unnoticed.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if address.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setblocking(False)

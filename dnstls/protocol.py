@@ -8,7 +8,9 @@ split, answers pipelined queries as each answer is ready, writes the length
 and the message in one call, turns Nagle's algorithm off, closes a
 connection that sends a length below 12, closes an idle one (idle meaning no
 complete message and no answer owed for C{idle_timeout} seconds; partial
-data does not count), and never writes after the peer has gone.
+data does not count), aborts one whose peer does not let go of it within
+C{idle_timeout} seconds after that, and never writes after the peer has
+gone.  A handler that raises or fails is logged; nothing reaches the reactor.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, connectionDone
+from twisted.internet.protocol import (
+    DatagramProtocol,
+    Factory,
+    Protocol,
+    connectionDone,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -65,7 +72,9 @@ class DNSStreamProtocol(Protocol):
         self.peer = peer
         self._decoder = FrameDecoder()
         self._idle: IDelayedCall | None = None
+        self._abort: IDelayedCall | None = None
         self._owed = 0
+        self._closing = False
         self.closed = False
 
     def connectionMade(self) -> None:
@@ -83,47 +92,72 @@ class DNSStreamProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Answer every message C{data} completes.
+        Answer every message C{data} completes; a bad length closes the
+        connection after answering the messages before it, so that the
+        answers do not depend on how the network split the stream.
         """
         try:
             messages = self._decoder.feed(data)
+            broken: FramingError | None = None
         except FramingError as e:
-            self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=e)
-            self._close()
-            return
+            messages, broken = e.messages, e
         for message in messages:
             if self.closed:
                 return
             self._start_idle()
             self._answer(message)
+        if broken is not None:
+            self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
+            self._close()
 
     def _answer(self, message: bytes) -> None:
+        """
+        Hand one message to the handler and send its reply, now or when its
+        Deferred fires; a failure is logged and the connection goes on.
+        """
         context = QueryContext(self.factory.transport_kind, self.peer)
-        reply = self.factory.handler.handle(message, context)
+        try:
+            reply = self.factory.handler.handle(message, context)
+        except Exception:
+            self.log.failure("answering a stream query from {peer}", peer=self.peer)
+            return
         if isinstance(reply, Deferred):
             self._owed += 1
-            reply.addCallback(self._send_owed)
-            reply.addErrback(self._failed)
+            reply.addCallbacks(self._send_owed, self._failed)
         elif reply is not None:
             self._send(reply)
 
     def _send_owed(self, reply: bytes | None) -> None:
-        self._owed -= 1
+        self._paid()
         if reply is not None:
             self._send(reply)
+
+    def _failed(self, failure: Failure) -> None:
+        self._paid()
+        self.log.failure("answering a stream query from {peer}", failure, peer=self.peer)
+
+    def _paid(self) -> None:
+        """
+        One owed answer is settled; once none is owed the idle clock runs.
+        """
+        self._owed -= 1
         if self._owed == 0:
             self._start_idle()
 
-    def _failed(self, failure: Failure) -> None:
-        self.log.failure("answering a stream query from {peer}", failure, peer=self.peer)
-
     def _send(self, reply: bytes) -> None:
         """
-        Write one framed reply in one call, unless the peer is gone.
+        Write one framed reply in one call, unless the peer is gone or we
+        are closing.
         """
-        if self.closed or self.transport is None or self.transport.disconnecting:  # type: ignore[attr-defined]
+        transport = self.transport
+        if self.closed or transport is None or getattr(transport, "disconnecting", False):
             return
-        self.transport.write(frame(reply))
+        try:
+            framed = frame(reply)
+        except ValueError:
+            self.log.failure("framing a {size}-octet reply to {peer}", size=len(reply), peer=self.peer)
+            return
+        transport.write(framed)
 
     def _start_idle(self) -> None:
         """
@@ -132,7 +166,7 @@ class DNSStreamProtocol(Protocol):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
-        if self._owed == 0 and not self.closed:
+        if self._owed == 0 and not self.closed and not self._closing:
             self._idle = self.factory.clock.callLater(self.factory.idle_timeout, self._expire)
 
     def _expire(self) -> None:
@@ -142,17 +176,36 @@ class DNSStreamProtocol(Protocol):
             self._close()
 
     def _close(self) -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
+        """
+        Close gracefully (flushing what is written, and a TLS close_notify),
+        and abort if the peer has not let go C{idle_timeout} seconds later:
+        a peer that never reads would otherwise hold the connection forever.
+        """
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        if self.transport is None or self.closed or self._closing:
+            return
+        self._closing = True
+        self._abort = self.factory.clock.callLater(self.factory.idle_timeout, self._force_close)
+        self.transport.loseConnection()
+
+    def _force_close(self) -> None:
+        self._abort = None
+        abort = getattr(self.transport, "abortConnection", None)
+        if not self.closed and abort is not None:
+            self.log.debug("aborting stream from {peer}: it did not close", peer=self.peer)
+            abort()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
         Stop the clock and forget the connection; nothing is written after.
         """
         self.closed = True
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        for call in (self._idle, self._abort):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle = self._abort = None
         self.factory.connections.discard(self)
 
 

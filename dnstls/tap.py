@@ -10,10 +10,10 @@ bad option one line and exit status 2.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,13 @@ from dnstls.authority import AuthoritativeZone, ZoneStore
 from dnstls.chaos import Chaos
 from dnstls.errors import StartupError
 from dnstls.handler import Handler, Transport
-from dnstls.listen import Address, ListeningService, bind_udp_and_tcp, parse_address
+from dnstls.listen import (
+    Address,
+    ListeningService,
+    bind_udp_and_tcp,
+    family_available,
+    parse_address,
+)
 from dnstls.protocol import DEFAULT_IDLE_TIMEOUT, DNSDatagramProtocol, DNSStreamFactory
 from dnstls.zonefile import load_zone, zone_files
 
@@ -38,13 +44,11 @@ def default_zones_directory() -> Path:
     as the package C{dnstls.default_zones}, or beside the package in a source
     checkout.
     """
-    try:
-        installed = Path(str(resources.files("dnstls.default_zones")))
-    except (ImportError, TypeError):
-        installed = None
-    if installed is not None and installed.is_dir():
+    here = Path(__file__).resolve().parent
+    installed = here / "default_zones"
+    if installed.is_dir():
         return installed
-    return Path(__file__).resolve().parent.parent / "zones"
+    return here.parent / "zones"
 
 
 def _positive(kind: type[int] | type[float], name: str) -> Any:
@@ -53,8 +57,8 @@ def _positive(kind: type[int] | type[float], name: str) -> Any:
             value = kind(text)
         except ValueError:
             raise usage.UsageError(f"--{name} takes a number, not {text!r}") from None
-        if value <= 0:
-            raise usage.UsageError(f"--{name} must be above 0")
+        if not math.isfinite(value) or value <= 0:
+            raise usage.UsageError(f"--{name} must be a number above 0, not {text!r}")
         return value
 
     return convert
@@ -97,17 +101,13 @@ class Options(usage.Options):
         self["listen"] = []
 
     def opt_zone(self, path: str) -> None:
-        """
-        One more zone file (repeatable); its origin is its first $ORIGIN, or
-        its file name (example.test.zone serves example.test.).
-        """
+        # One line: usage.Options shows a docstring as --help text, line
+        # breaks and indentation included.
+        """One more zone file (repeatable); its origin is its first $ORIGIN, or its file name (example.test.zone serves example.test.)."""  # noqa: E501
         self["zone"].append(path)
 
     def opt_listen(self, text: str) -> None:
-        """
-        Plain DNS on UDP and TCP at HOST:PORT (repeatable); IPv6 as
-        [::1]:5353; port 0 takes a free port [default: 0.0.0.0:53 and [::]:53].
-        """
+        """Plain DNS on UDP and TCP at HOST:PORT (repeatable); IPv6 as [::1]:5353; port 0 takes a free port [default: 0.0.0.0:53 and [::]:53]."""  # noqa: E501
         try:
             self["listen"].append(parse_address(text))
         except ValueError as e:
@@ -125,8 +125,13 @@ class Options(usage.Options):
             raise SystemExit(2) from None
 
     def postOptions(self) -> None:
+        """
+        Fill in the default addresses; the IPv6 one only on a host that has
+        IPv6, so that the default starts everywhere.
+        """
         if not self["listen"]:
-            self["listen"] = [parse_address(text) for text in DEFAULT_LISTEN]
+            defaults = [parse_address(text) for text in DEFAULT_LISTEN]
+            self["listen"] = [a for a in defaults if family_available(a.family)]
 
 
 def load_store(zones_directory: str | os.PathLike[str] | None, zone_paths: Sequence[str]) -> ZoneStore:

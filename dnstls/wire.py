@@ -52,9 +52,11 @@ def skip_name(data: bytes, offset: int) -> int | None:
     """
     Return the offset just past the (possibly compressed) domain name that
     starts at C{offset}, or C{None} if the name runs off the end of C{data} or
-    uses a reserved label type.
+    uses a reserved label type (or C{offset} is negative).
     """
     end = len(data)
+    if offset < 0:
+        return None
     while offset < end:
         length = data[offset]
         if length == 0:

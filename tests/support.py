@@ -140,18 +140,56 @@ class DnstlsProcess:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def run_dnstls(args: Sequence[str], timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+#: The child C{run_dnstls(user=...)} runs: twistd as root up to
+#: C{dnstls.tap.makeService}, which starts by becoming the user (argv[1]).
+#: The interpreter and its site-packages may sit where that user cannot
+#: read (a home directory of mode 0700), so C{subprocess}'s C{user=} cannot
+#: start it; everything is imported first, then the privileges are dropped
+#: before any socket is bound, which is all a privilege test needs.
+_AS_USER = """\
+import os, resource, sys
+import dns.rdata, dns.rdataclass, dns.rdatatype
+import dnstls.tap
+from twisted.internet import reactor
+from twisted.scripts.twistd import run
+for rdtype in dns.rdatatype.RdataType:
+    dns.rdata.get_rdata_class(dns.rdataclass.IN, rdtype)
+uid, gid = (int(n) for n in sys.argv.pop(1).split(":"))
+serve = dnstls.tap.makeService
+def makeService(options, reactor=None):
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    return serve(options, reactor)
+dnstls.tap.makeService = makeService
+run()
+"""
+
+
+def run_dnstls(
+    args: Sequence[str], timeout: float = 20.0, user: int | None = None
+) -> subprocess.CompletedProcess[str]:
     """
     Run C{twistd -n dnstls ARGS} expecting it to exit (a start-up error).
+
+    @param user: a uid to run C{makeService} as (the caller must be root);
+        its group is its passwd entry's, or the same number.
     """
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if user is None:
+        start = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+    else:
+        import pwd
+
+        try:
+            gid = pwd.getpwuid(user).pw_gid
+        except KeyError:
+            gid = user
+        start = [sys.executable, "-c", _AS_USER, f"{user}:{gid}"]
     with tempfile.TemporaryDirectory(prefix="dnstls-test-") as workdir:
         return subprocess.run(
-            [
-                sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", "dnstls", *args,
-            ],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
+            [*start, "-n", "--pidfile=", "dnstls", *args],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False,
         )
 
 

@@ -1,0 +1,168 @@
+# -*- test-case-name: tests.test_certs -*-
+"""
+Certificates and keys for DNS over TLS: reading PEM files, generating the
+self-signed default once, and the SHA-256 SPKI pin clients can check.
+
+The pin is the form RFC 7858 section 4.2 and stubby's C{tls_pubkey_pinset}
+use, and kdig's C{+tls-pin}: base64 of the SHA-256 digest of the DER
+SubjectPublicKeyInfo.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from dnstls.errors import StartupError
+
+#: The file names of the generated default under the state directory.
+GENERATED_CERT = "dnstls-selfsigned.pem"
+GENERATED_KEY = "dnstls-selfsigned.key"
+#: How long the generated certificate is valid.
+GENERATED_LIFETIME = datetime.timedelta(days=3650)
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+@dataclass(frozen=True)
+class Credential:
+    """
+    A certificate chain and its private key.
+
+    @ivar chain: the leaf first, then any intermediates.
+    @ivar key: the leaf's private key.
+    @ivar source: where it came from, for logs and errors.
+    """
+
+    chain: tuple[x509.Certificate, ...]
+    key: PrivateKey
+    source: str
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        """
+        The certificate that names the server.
+        """
+        return self.chain[0]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """
+        The DNS names in the leaf's subjectAltName, lower case.
+        """
+        try:
+            san = self.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return ()
+        return tuple(name.lower().rstrip(".") for name in san.value.get_values_for_type(x509.DNSName))
+
+    @property
+    def pin(self) -> str:
+        """
+        The SHA-256 SPKI pin of the leaf, in base64.
+        """
+        return spki_pin(self.leaf)
+
+
+def spki_pin(certificate: x509.Certificate) -> str:
+    """
+    base64(SHA-256(SubjectPublicKeyInfo)) of C{certificate}.
+    """
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+def load_credential(cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> Credential:
+    """
+    Read a PEM certificate chain and its PEM private key.
+
+    @raise StartupError: if a file cannot be read or parsed, or the key does
+        not match the certificate, or an RSA key is below 2048 bits
+        (RFC 9325 section 4.5).
+    """
+    try:
+        chain = tuple(x509.load_pem_x509_certificates(Path(cert_path).read_bytes()))
+    except (OSError, ValueError) as e:
+        raise StartupError(f"{cert_path}: cannot read the certificate: {_reason(e)}") from None
+    try:
+        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise StartupError(f"{key_path}: cannot read the private key: {_reason(e)}") from None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise StartupError(f"{key_path}: only RSA and ECDSA keys are supported")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
+        raise StartupError(f"{key_path}: an RSA key must have at least 2048 bits")
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if key.public_key().public_bytes(der, public) != chain[0].public_key().public_bytes(der, public):
+        raise StartupError(f"{key_path}: the key does not match the certificate {cert_path}")
+    return Credential(chain, key, str(cert_path))
+
+
+def generate_self_signed(names: tuple[str, ...], now: datetime.datetime | None = None) -> Credential:
+    """
+    A new ECDSA P-256 key and a self-signed certificate for C{names}.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + GENERATED_LIFETIME)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Credential((certificate,), key, "generated")
+
+
+def default_credential(state_dir: str | os.PathLike[str], names: tuple[str, ...]) -> Credential:
+    """
+    The self-signed credential kept under C{state_dir}: read if it is there,
+    generated and written (the key readable by its owner only) if not.
+
+    @raise StartupError: if the directory or the files cannot be used.
+    """
+    directory = Path(state_dir)
+    cert_path = directory / GENERATED_CERT
+    key_path = directory / GENERATED_KEY
+    if cert_path.exists() and key_path.exists():
+        return load_credential(cert_path, key_path)
+    credential = generate_self_signed(names)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key_pem = credential.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as key_file:
+            key_file.write(key_pem)
+        cert_path.write_bytes(credential.leaf.public_bytes(serialization.Encoding.PEM))
+    except OSError as e:
+        raise StartupError(f"{directory}: cannot keep the generated certificate: {_reason(e)}") from None
+    return Credential(credential.chain, credential.key, str(cert_path))
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

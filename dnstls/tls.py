@@ -1,0 +1,154 @@
+# -*- test-case-name: tests.test_tls -*-
+"""
+One TLS policy object for both doors into the server: the DNS-over-TLS port
+(RFC 7858) and the TO-bit upgrade of a TCP/53 connection.
+
+L{TLSPolicy} builds one OpenSSL context per certificate, picks one by SNI
+(exact name, then a wildcard, then the default), and holds the profile of
+RFC 9325 and RFC 8310: TLS 1.2 and 1.3 only; for 1.2 only ECDHE key
+exchange with AEAD suites; no compression, no renegotiation, no 0-RTT; the
+ALPN token C{dot} selected when offered, a list of other protocols refused,
+and no ALPN at all accepted.  Session resumption is on (tickets, or a
+server-side cache when tickets are switched off).  L{TLSPolicy.reload}
+swaps the certificates for new handshakes without touching open sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from dnstls.certs import Credential
+
+ALPN_DOT = b"dot"
+#: TLS 1.2 suites: ECDHE with AES-GCM or ChaCha20-Poly1305 (RFC 9325 4.2).
+TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20"
+#: How long a resumable session lives, in seconds.
+SESSION_LIFETIME = 7200
+
+_OPTIONS = (
+    SSL.OP_NO_COMPRESSION
+    | SSL.OP_NO_RENEGOTIATION
+    | SSL.OP_CIPHER_SERVER_PREFERENCE
+    | SSL.OP_NO_SSLv2
+    | SSL.OP_NO_SSLv3
+    | SSL.OP_NO_TLSv1
+    | SSL.OP_NO_TLSv1_1
+)
+
+
+class ALPNRefused(SSL.Error):
+    """
+    The client offered ALPN protocols, and C{dot} was not among them.
+    """
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class TLSPolicy:
+    """
+    The server side of every TLS session dnstls accepts.
+
+    @ivar tickets: whether session tickets are issued.
+    @ivar credentials: the certificates served, the default first.
+    """
+
+    log = Logger()
+
+    def __init__(self, credentials: Sequence[Credential], tickets: bool = True) -> None:
+        """
+        @param credentials: the default credential first, then any others
+            chosen by SNI.
+        @param tickets: issue session tickets (RFC 5077, and TLS 1.3's).
+        """
+        self.tickets = tickets
+        self.credentials: tuple[Credential, ...] = ()
+        self._default: SSL.Context
+        self._by_name: dict[str, SSL.Context] = {}
+        self.reload(credentials)
+
+    def reload(self, credentials: Sequence[Credential]) -> None:
+        """
+        Serve C{credentials} from the next handshake on; sessions already
+        open keep theirs.
+        """
+        if not credentials:
+            raise ValueError("at least one credential is needed")
+        contexts = [self._context(credential) for credential in credentials]
+        by_name: dict[str, SSL.Context] = {}
+        for credential, context in zip(credentials, contexts):
+            for name in credential.names:
+                by_name.setdefault(name, context)
+        self._default = contexts[0]
+        self._by_name = by_name
+        self.credentials = tuple(credentials)
+
+    def _context(self, credential: Credential) -> SSL.Context:
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_max_proto_version(SSL.TLS1_3_VERSION)
+        options = _OPTIONS | (0 if self.tickets else SSL.OP_NO_TICKET)
+        context.set_options(options)
+        context.set_cipher_list(TLS12_CIPHERS)
+        context.use_certificate(crypto.X509.from_cryptography(credential.leaf))
+        for intermediate in credential.chain[1:]:
+            context.add_extra_chain_cert(crypto.X509.from_cryptography(intermediate))
+        context.use_privatekey(crypto.PKey.from_cryptography_key(credential.key))
+        context.check_privatekey()
+        context.set_session_id(b"dnstls")
+        context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        context.set_timeout(SESSION_LIFETIME)
+        context.set_alpn_select_callback(_select_alpn)
+        context.set_tlsext_servername_callback(self._servername)
+        return context
+
+    def _servername(self, connection: SSL.Connection) -> None:
+        """
+        Switch to the context whose certificate names the SNI host name.
+        """
+        raw = connection.get_servername()
+        if not raw:
+            return
+        name = raw.decode("ascii", "replace").lower().rstrip(".")
+        context = self._by_name.get(name)
+        if context is None and "." in name:
+            context = self._by_name.get("*." + name.split(".", 1)[1])
+        if context is not None:
+            connection.set_context(context)
+
+    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        """
+        A new server-side OpenSSL connection, starting on the default
+        context.
+        """
+        return SSL.Connection(self._default, None)
+
+    @property
+    def default(self) -> Credential:
+        """
+        The credential served without SNI or for an unknown name.
+        """
+        return self.credentials[0]
+
+
+def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:
+    """
+    Select C{dot}; refuse a handshake whose ALPN list lacks it (RFC 7858
+    section 3.2 and the IANA registration of C{dot}).
+    """
+    if ALPN_DOT in offered:
+        return ALPN_DOT
+    # The (library, function, reason) list form of OpenSSL's error queue,
+    # which Twisted's TLS transport reads when the handshake fails.
+    raise ALPNRefused([("SSL routines", "", "no application protocol: dot not offered")])
+
+
+def pem_certificate(credential: Credential) -> bytes:
+    """
+    The PEM form of C{credential}'s chain, for clients that want a CA file.
+    """
+    return b"".join(c.public_bytes(Encoding.PEM) for c in credential.chain)

@@ -1,0 +1,404 @@
+"""
+The C{twistd dnstls} command line: L{dnstls.tap} in process, and the real
+command in a child process for start-up errors and the listeners it logs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import capturedLogs, formatEvent
+
+from dnstls.errors import StartupError
+from dnstls.listen import Address
+from dnstls.protocol import DNSDatagramProtocol, DNSStreamFactory
+from dnstls.tap import Options, ServerService, load_store, makeService
+from dnstls.zonefile import load_zone, zone_files
+from tests.support import ROOT, ZONES, DnstlsProcess, free_port, run_dnstls
+
+ZONE = """\
+$ORIGIN {origin}
+$TTL 300
+@    SOA ns1 hostmaster 1 7200 3600 1209600 300
+@    NS  ns1
+ns1  A   192.0.2.1
+"""
+
+
+def parse(*args: str) -> Options:
+    """
+    Options parsed from C{args}.
+    """
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def usage_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """
+    The one line parsing C{args} writes to standard error before exiting
+    with status 2.
+    """
+    with pytest.raises(SystemExit) as exited:
+        parse(*args)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+def failed_start(result: subprocess.CompletedProcess[str]) -> str:
+    """
+    The one non-empty output line of a C{twistd dnstls} that failed to
+    start, checked to have exited non-zero without a traceback.
+    """
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def ask(host: str, port: int, name: str, rdtype: str, tcp: bool = False) -> dns.message.Message:
+    """
+    Ask C{host}:C{port} one question over UDP or TCP.
+    """
+    query = dns.message.make_query(name, rdtype)
+    if tcp:
+        return dns.query.tcp(query, host, port=port, timeout=3)
+    return dns.query.udp(query, host, port=port, timeout=3)
+
+
+# --- Options -------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    """With no options the server listens on 0.0.0.0:53 and [::]:53, with a 10 s TCP idle timeout."""
+    options = parse()
+    assert options["listen"] == [Address("0.0.0.0", 53), Address("::", 53)]
+    assert options["tcp-idle-timeout"] == 10
+    assert options["zones"] is None
+    assert options["zone"] == []
+    assert options["identity"] is None
+    assert options["version-string"] is None
+
+
+def test_repeatable_listen_and_zone() -> None:
+    """--listen and --zone may be given many times, and --listen replaces the default addresses."""
+    options = parse(
+        "--listen", "127.0.0.1:5353", "--listen", "[::1]:0",
+        "--zone", "a.zone", "--zone", "b.zone",
+        "--zones", "somewhere", "--tcp-idle-timeout", "2.5", "--max-connections", "7",
+    )
+    assert options["listen"] == [Address("127.0.0.1", 5353), Address("::1", 0)]
+    assert options["zone"] == ["a.zone", "b.zone"]
+    assert options["zones"] == "somewhere"
+    assert options["tcp-idle-timeout"] == 2.5
+    assert options["max-connections"] == 7
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--bogus"], ["--bogus"]),
+        (["--listen", "localhost:53"], ["--listen", "localhost", "not an IP address"]),
+        (["--listen", "::1:53"], ["--listen", "brackets"]),
+        (["--listen", "127.0.0.1:65536"], ["--listen", "port"]),
+        (["--listen", "127.0.0.1"], ["--listen", "HOST:PORT"]),
+        (["--listen"], ["--listen", "argument"]),
+        (["--tcp-idle-timeout", "soon"], ["--tcp-idle-timeout", "soon"]),
+        (["--tcp-idle-timeout", "0"], ["--tcp-idle-timeout", "above 0"]),
+        (["--tcp-idle-timeout", "nan"], ["--tcp-idle-timeout", "nan"]),
+        (["--tcp-idle-timeout", "inf"], ["--tcp-idle-timeout", "inf"]),
+        (["--max-connections", "-3"], ["--max-connections", "above 0"]),
+        (["--max-connections", "1.5"], ["--max-connections", "1.5"]),
+    ],
+)
+def test_bad_options(capsys: pytest.CaptureFixture[str], args: list[str], words: list[str]) -> None:
+    """A bad option or value is one line on standard error naming it, and exit status 2."""
+    line = usage_error(capsys, *args)
+    assert line.startswith("twistd dnstls: ")
+    for word in words:
+        assert word in line
+
+
+def test_help() -> None:
+    """--help lists every option with its text wrapped cleanly, without stray runs of spaces."""
+    text = str(Options())
+    for option in ("--zones=", "--zone=", "--listen=", "--identity=", "--version-string="):
+        assert option in text
+    for line in text.splitlines():
+        described = line[27:].strip()
+        assert "  " not in described, line
+
+
+# --- load_store ----------------------------------------------------------------
+
+
+def test_load_store(tmp_path: Path) -> None:
+    """load_store loads every zone of the directory and every --zone file."""
+    (tmp_path / "zones").mkdir()
+    (tmp_path / "zones" / "a.test.zone").write_text(ZONE.format(origin="a.test."))
+    (tmp_path / "zones" / "notes.txt").write_text("not a zone")
+    extra = tmp_path / "b.test.zone"
+    extra.write_text(ZONE.format(origin="b.test."))
+    store = load_store(tmp_path / "zones", [str(extra)])
+    assert sorted(str(zone.origin) for zone in store) == ["a.test.", "b.test."]
+
+
+def test_load_store_default_directory() -> None:
+    """Without a zones directory load_store serves the shipped zones/."""
+    store = load_store(None, [])
+    shipped = {load_zone(path).origin for path in zone_files(ROOT / "zones")}
+    assert shipped
+    assert {zone.origin for zone in store} == shipped
+
+
+def test_load_store_refuses_one_origin_twice(tmp_path: Path) -> None:
+    """Two files with one origin are refused, naming both files."""
+    (tmp_path / "zones").mkdir()
+    first = tmp_path / "zones" / "a.test.zone"
+    first.write_text(ZONE.format(origin="a.test."))
+    second = tmp_path / "other.zone"
+    second.write_text(ZONE.format(origin="a.test."))
+    with pytest.raises(StartupError) as caught:
+        load_store(tmp_path / "zones", [str(second)])
+    message = str(caught.value)
+    assert str(first) in message and str(second) in message and "a.test." in message
+
+
+# --- makeService ------------------------------------------------------------------
+
+
+def test_make_service() -> None:
+    """makeService binds UDP and TCP on one port and logs both, then the zones, when started."""
+    reactor = MemoryReactor()
+    options = parse("--zones", str(ZONES), "--listen", "127.0.0.1:0")
+    service = makeService(options, reactor=reactor)
+    assert isinstance(service, ServerService)
+    with capturedLogs() as events:
+        service.startService()
+    try:
+        lines = [formatEvent(event) for event in events]
+        listening = [line for line in lines if line.startswith("listening on ")]
+        assert len(listening) == 2, lines
+        udp, tcp = sorted(listening, reverse=True)
+        port = int(udp.rpartition(":")[2])
+        assert port != 0
+        assert udp == f"listening on udp 127.0.0.1:{port}"
+        assert tcp == f"listening on tcp 127.0.0.1:{port}"
+        count = len(zone_files(ZONES))
+        assert any(line.startswith(f"serving {count} zones: ") for line in lines), lines
+        kinds = sorted(type(adopted[2]).__name__ for adopted in reactor.adoptedPorts)
+        assert kinds == sorted([DNSDatagramProtocol.__name__, DNSStreamFactory.__name__])
+    finally:
+        service.stopService()
+
+
+def test_make_service_bad_zone_binds_nothing(tmp_path: Path) -> None:
+    """A broken zone stops makeService before it binds any socket."""
+    (tmp_path / "bad.test.zone").write_text("$ORIGIN bad.test.\n$TTL 60\n@ NS ns1\n")
+    port = free_port()
+    options = parse("--zones", str(tmp_path), "--listen", f"127.0.0.1:{port}")
+    with pytest.raises(StartupError, match="bad.test.zone"):
+        makeService(options, reactor=MemoryReactor())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+
+
+def test_make_service_releases_sockets_on_failure() -> None:
+    """When a later --listen cannot be bound, the sockets bound for earlier ones are closed."""
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        busy_port = busy.getsockname()[1]
+        options = parse(
+            "--zones", str(ZONES),
+            "--listen", f"127.0.0.1:{port}", "--listen", f"127.0.0.1:{busy_port}",
+        )
+        with pytest.raises(StartupError, match="address already in use"):
+            makeService(options, reactor=MemoryReactor())
+    with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.0.1", port))
+        udp.bind(("127.0.0.1", port))
+
+
+# --- start-up errors of the real command -------------------------------------------
+
+
+def test_unknown_option() -> None:
+    """An unknown option stops twistd dnstls with one line naming it."""
+    line = failed_start(run_dnstls(["--bogus"]))
+    assert "--bogus" in line and "not recognized" in line
+
+
+def test_bad_listen() -> None:
+    """A --listen that is not an address stops twistd dnstls with one line naming it."""
+    line = failed_start(run_dnstls(["--listen", "localhost:53"]))
+    assert "--listen" in line and "localhost" in line
+
+
+def test_bad_zone(tmp_path: Path) -> None:
+    """A broken zone file stops twistd dnstls with one line giving its file, line and reason."""
+    bad = tmp_path / "bad.test.zone"
+    bad.write_text(ZONE.format(origin="bad.test.") + "www A 192.0.2.300\n")
+    line = failed_start(run_dnstls(["--zones", str(tmp_path), "--listen", "127.0.0.1:0"]))
+    assert line.startswith(f"twistd dnstls: {bad}:6: ")
+    assert "192.0.2.300" in line
+
+
+def test_bad_extra_zone() -> None:
+    """A --zone file that does not exist stops twistd dnstls with one line naming it."""
+    line = failed_start(run_dnstls(["--zone", "/nonexistent/x.zone", "--listen", "127.0.0.1:0"]))
+    assert "/nonexistent/x.zone" in line and "no such file" in line
+
+
+def test_one_origin_twice(tmp_path: Path) -> None:
+    """Two zone files with one origin stop twistd dnstls with one line."""
+    (tmp_path / "a.test.zone").write_text(ZONE.format(origin="a.test."))
+    other = tmp_path / "copy.txt"
+    other.write_text(ZONE.format(origin="a.test."))
+    line = failed_start(
+        run_dnstls(["--zones", str(tmp_path), "--zone", str(other), "--listen", "127.0.0.1:0"])
+    )
+    assert "a.test." in line and "already loaded" in line
+
+
+def test_missing_zones_directory(tmp_path: Path) -> None:
+    """A --zones directory that does not exist stops twistd dnstls with one line naming it."""
+    missing = tmp_path / "nothere"
+    line = failed_start(run_dnstls(["--zones", str(missing), "--listen", "127.0.0.1:0"]))
+    assert str(missing) in line and "no such file or directory" in line
+
+
+@pytest.mark.parametrize("kind", ["tcp", "udp"])
+def test_port_in_use(kind: str) -> None:
+    """A port another program holds (for TCP or for UDP only) stops twistd dnstls with one line."""
+    sock_type = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(type=sock_type) as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Free for both protocols, so that the one held is the one refused.
+        port = free_port()
+        busy.bind(("127.0.0.1", port))
+        if kind == "tcp":
+            busy.listen()
+        line = failed_start(run_dnstls(["--zones", str(ZONES), "--listen", f"127.0.0.1:{port}"]))
+    assert line == (
+        f"twistd dnstls: cannot listen on {kind} 127.0.0.1:{port}: address already in use"
+    )
+
+
+def _privileged_port() -> int:
+    """
+    A port only root may bind, or skip.
+    """
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        start = 1024
+    if start <= 1:
+        pytest.skip(f"every port is unprivileged here (ip_unprivileged_port_start={start})")
+    return 53 if start > 53 else start - 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a child as another user")
+def test_privileged_port_without_privilege() -> None:
+    """A port below 1024 without the privilege stops twistd dnstls with one line that says so."""
+    port = _privileged_port()
+    line = failed_start(
+        run_dnstls(["--zones", str(ZONES), "--listen", f"127.0.0.1:{port}"], user=65534)
+    )
+    assert line.startswith(f"twistd dnstls: cannot listen on tcp 127.0.0.1:{port}: permission denied")
+    assert "below 1024" in line
+
+
+# --- the running server ------------------------------------------------------------
+
+
+def test_listening_lines(dnstls_server: DnstlsProcess) -> None:
+    """Each --listen logs one udp and one tcp line, IPv4 and IPv6, the two halves on one port."""
+    by_host: dict[str, dict[str, int]] = {}
+    for kind, host, port in dnstls_server.addresses:
+        by_host.setdefault(host, {})[kind] = port
+    assert set(by_host) == {"127.0.0.1", "::1"}
+    for host, ports in by_host.items():
+        assert set(ports) == {"udp", "tcp"}, host
+        assert ports["udp"] == ports["tcp"] != 0, host
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_every_listener_answers(dnstls_server: DnstlsProcess, family: int, kind: str) -> None:
+    """Every logged listener answers a query for a loaded zone."""
+    host, port = dnstls_server.address(kind, family)
+    response = ask(host, port, "example.test.", "SOA", tcp=kind == "tcp")
+    assert response.rcode() == dns.rcode.NOERROR
+    assert response.answer and response.answer[0].rdtype == dns.rdatatype.SOA
+
+
+def test_default_zones_directory() -> None:
+    """Without --zones the server serves the shipped zones/."""
+    expected = load_zone(ROOT / "zones" / "example.test.zone")
+    server = DnstlsProcess(["--listen", "127.0.0.1:0"])
+    try:
+        host, port = server.address("udp")
+        response = ask(host, port, "example.test.", "SOA")
+    finally:
+        server.stop()
+    assert response.rcode() == dns.rcode.NOERROR
+    serial = expected.get_rdataset(expected.origin, "SOA")[0].serial
+    assert response.answer[0][0].serial == serial
+
+
+def _port_53_free() -> str | None:
+    """
+    Why the embedded default cannot be tried here, or C{None}.
+    """
+    if os.geteuid() != 0:
+        return "the embedded default listens on port 53, which needs root"
+    for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            try:
+                with socket.socket(family, kind) as probe:
+                    if family == socket.AF_INET6:
+                        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    probe.bind((host, 53))
+            except OSError as e:
+                return f"port 53 on {host} is not free here: {os.strerror(e.errno or errno.EIO)}"
+    return None
+
+
+def test_embedded_default() -> None:
+    """With no options at all the server answers for the shipped zones on port 53."""
+    why = _port_53_free()
+    if why is not None:
+        pytest.skip(why)
+    try:
+        server = DnstlsProcess([])
+    except RuntimeError as e:
+        if "address already in use" in str(e):
+            pytest.skip("port 53 was taken while the server started")
+        raise
+    try:
+        assert sorted(server.addresses) == [
+            ("tcp", "0.0.0.0", 53), ("tcp", "::", 53), ("udp", "0.0.0.0", 53), ("udp", "::", 53),
+        ]
+        response = ask("127.0.0.1", 53, "example.test.", "SOA")
+    finally:
+        server.stop()
+    assert response.rcode() == dns.rcode.NOERROR
+    assert response.answer
