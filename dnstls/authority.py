@@ -100,7 +100,7 @@ class AuthoritativeZone:
     def __init__(self, zone: dns.zone.Zone) -> None:
         """
         @param zone: a checked zone with absolute names, as
-            L{dnstls.zones.load_zone} returns.
+            L{dnstls.zonefile.load_zone} returns.
         """
         assert zone.origin is not None
         self.origin: dns.name.Name = zone.origin
@@ -184,18 +184,16 @@ class AuthoritativeZone:
                 result.authority.append(rrsets[NS])
                 return None
             return self._synthesize_dname(name, rrsets[DNAME], result)
-        rrsets = self._nodes.get(name)
-        owner = name
-        if rrsets is None:
+        node = self._nodes.get(name)
+        if node is None:
             if name in self._names:
                 result.outcome = Outcome.NODATA
                 return None
-            wildcard = self._wildcard_for(name)
-            if wildcard is None:
+            node = self._wildcard_for(name)
+            if node is None:
                 result.outcome = Outcome.NXDOMAIN
                 return None
-            rrsets = wildcard
-        return self._answer_from_node(owner, rrsets, qtype, result)
+        return self._answer_from_node(name, node, qtype, result)
 
     def _find_cut_or_dname(
         self, name: dns.name.Name, qtype: int
@@ -227,7 +225,7 @@ class AuthoritativeZone:
         result.answer.append(dname)
         rdata = dname[0]
         try:
-            target = name.relativize(dname.name).derelativize(rdata.target)  # type: ignore[attr-defined]
+            target = name.relativize(dname.name).derelativize(rdata.target)
         except dns.name.NameTooLong:
             result.outcome = Outcome.YXDOMAIN
             return None
@@ -342,11 +340,11 @@ def _targets(rrset: dns.rrset.RRset) -> Iterable[dns.name.Name]:
     The names an NS, MX or SRV RRset points at.
     """
     if rrset.rdtype == NS:
-        return (rdata.target for rdata in rrset)  # type: ignore[attr-defined]
+        return (rdata.target for rdata in rrset)
     if rrset.rdtype == MX:
-        return (rdata.exchange for rdata in rrset)  # type: ignore[attr-defined]
+        return (rdata.exchange for rdata in rrset)
     if rrset.rdtype == SRV:
-        return (rdata.target for rdata in rrset)  # type: ignore[attr-defined]
+        return (rdata.target for rdata in rrset)
     return ()
 
 

@@ -114,7 +114,7 @@ def generate_self_signed(names: tuple[str, ...], now: datetime.datetime | None =
     """
     A new ECDSA P-256 key and a self-signed certificate for C{names}.
     """
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     certificate = (

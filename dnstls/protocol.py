@@ -240,7 +240,9 @@ class DNSStreamFactory(Factory):
         when the server is at its connection cap.
         """
         if len(self.connections) >= self.max_connections:
-            self.log.debug("refusing {addr}: {count} connections open", addr=addr, count=len(self.connections))
+            self.log.debug(
+                "refusing {addr}: {count} connections open", addr=addr, count=len(self.connections)
+            )
             return None
         host = getattr(addr, "host", "")
         port = getattr(addr, "port", 0)

@@ -63,4 +63,5 @@ def _render(response: dns.message.Message, max_size: int, required: int) -> byte
     if response.opt is not None:
         renderer.add_opt(response.opt, response.pad, opt_reserve, 0)
     renderer.write_header()
-    return renderer.get_wire()
+    wire: bytes = renderer.get_wire()
+    return wire

@@ -77,8 +77,18 @@ class Options(usage.Options):
 
     optParameters = [
         ["zones", None, None, "Load every *.zone file in DIR [default: the shipped zones/]."],
-        ["identity", None, None, "Answer id.server and hostname.bind CH TXT with this text [default: refuse]."],
-        ["version-string", None, None, "Answer version.server and version.bind CH TXT with this text [default: refuse]."],
+        [
+            "identity",
+            None,
+            None,
+            "Answer id.server and hostname.bind CH TXT with this text [default: refuse].",
+        ],
+        [
+            "version-string",
+            None,
+            None,
+            "Answer version.server and version.bind CH TXT with this text [default: refuse].",
+        ],
         [
             "tcp-idle-timeout",
             None,

@@ -80,7 +80,7 @@ class TLSPolicy:
             raise ValueError("at least one credential is needed")
         contexts = [self._context(credential) for credential in credentials]
         by_name: dict[str, SSL.Context] = {}
-        for credential, context in zip(credentials, contexts):
+        for credential, context in zip(credentials, contexts, strict=True):
             for name in credential.names:
                 by_name.setdefault(name, context)
         self._default = contexts[0]

@@ -405,7 +405,10 @@ def test_cname_into_wildcard(store: ZoneStore) -> None:
         pytest.param("foo.corner.test.", "TXT", ['foo.corner.test. 3600 TXT "wildcard"'], id="txt"),
         pytest.param("a.b.c.corner.test.", "A", ["a.b.c.corner.test. 3600 A 192.0.2.99"], id="deep"),
         pytest.param(
-            "foo.wild.example.test.", "TXT", ['foo.wild.example.test. 3600 TXT "wildcard-answer"'], id="below-ent"
+            "foo.wild.example.test.",
+            "TXT",
+            ['foo.wild.example.test. 3600 TXT "wildcard-answer"'],
+            id="below-ent",
         ),
     ],
 )

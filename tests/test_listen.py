@@ -137,7 +137,10 @@ def test_tcp_port_in_use() -> None:
 
 @pytest.mark.parametrize("reuse", [False, True], ids=["plain", "so-reuseaddr"])
 def test_udp_port_in_use(reuse: bool) -> None:
-    """A port held by another UDP socket, even one with SO_REUSEADDR, gives one line naming udp, and frees the TCP port."""
+    """
+    A port held by another UDP socket, even one with SO_REUSEADDR, gives one
+    line naming udp, and frees the TCP port.
+    """
     with socket.socket(type=socket.SOCK_DGRAM) as busy:
         if reuse:
             busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

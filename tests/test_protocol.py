@@ -170,7 +170,7 @@ def test_pipelined_one_write_each(handler: Handler) -> None:
     queries = [query(qid=100 + n) for n in range(10)]
     protocol.dataReceived(b"".join(frame(q.to_wire()) for q in queries))
     assert len(transport.writes) == 10
-    for q, written in zip(queries, transport.writes):
+    for q, written in zip(queries, transport.writes, strict=True):
         [reply] = replies(written)
         assert reply.id == q.id
         assert reply.rcode() == dns.rcode.NOERROR

@@ -281,7 +281,8 @@ def test_client_gone_before_answer(dnstls_server: DnstlsProcess, reset: bool) ->
         sock = connect(address)
         if reset:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.sendall(b"".join(frame(make_query("big.corner.test.", "TXT", n * 10 + k).to_wire()) for k in range(10)))
+        burst = (make_query("big.corner.test.", "TXT", n * 10 + k).to_wire() for k in range(10))
+        sock.sendall(b"".join(frame(query) for query in burst))
         sock.close()
     time.sleep(0.3)
     with connect(address) as sock:
