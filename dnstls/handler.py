@@ -20,6 +20,7 @@ Nothing raises out of L{Handler.handle}.
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 
 import dns.edns
@@ -44,6 +45,8 @@ UDP_PAYLOAD = 1232
 UDP_CLASSIC = 512
 #: The largest message a two-octet length can frame.
 STREAM_LIMIT = 0xFFFF
+#: RFC 8467 section 4.1: pad responses to a multiple of 468 octets.
+RESPONSE_PADDING = 468
 
 _ZONE_TRANSFERS = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 #: Classes answered from the zones: IN, and ANY as Knot DNS does.
@@ -82,10 +85,14 @@ class QueryContext:
 
     @ivar transport: the protocol it arrived on.
     @ivar peer: the client's address and port.
+    @ivar keepalive: on a stream, the idle timeout the connection has now,
+        in units of 100 ms, for the edns-tcp-keepalive option (RFC 7828); 0
+        asks the client to close.  C{None} sends no keepalive.
     """
 
     transport: Transport
     peer: tuple[str, int]
+    keepalive: int | None = None
 
 
 class _Reply(Exception):
@@ -123,22 +130,22 @@ class Handler:
         if header is None or header.flags & QR:
             return None
         if header.opcode != dns.opcode.QUERY:
-            return self._error(wire, header, dns.rcode.NOTIMP)
+            return self._error(wire, header, dns.rcode.NOTIMP, context)
         try:
             query = dns.message.from_wire(wire)
         except dns.message.ShortHeader:
             return None
         except (dns.message.UnknownTSIGKey, dns.message.BadTSIG):
-            return self._error(wire, header, dns.rcode.NOTAUTH)
+            return self._error(wire, header, dns.rcode.NOTAUTH, context)
         except Exception:
-            return self._error(wire, header, dns.rcode.FORMERR)
+            return self._error(wire, header, dns.rcode.FORMERR, context)
         try:
             response, required = self._answer(query, context)
         except _Reply as reply:
-            return self._error(wire, header, reply.rcode)
+            return self._error(wire, header, reply.rcode, context)
         except Exception:
             self.log.failure("answering {question}", question=query.question)
-            return self._error(wire, header, dns.rcode.SERVFAIL)
+            return self._error(wire, header, dns.rcode.SERVFAIL, context)
         return render(response, self._limit(query, context), required)
 
     def _limit(self, query: dns.message.Message, context: QueryContext) -> int:
@@ -163,7 +170,7 @@ class Handler:
         """
         if len(query.question) != 1:
             raise _Reply(dns.rcode.FORMERR)
-        response = _start_response(query)
+        response = _start_response(query, context)
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
             return response, 0
@@ -196,11 +203,14 @@ class Handler:
         response.answer.append(rrset)
         return response
 
-    def _error(self, wire: bytes, header: Header, rcode: dns.rcode.Rcode) -> bytes:
+    def _error(
+        self, wire: bytes, header: Header, rcode: dns.rcode.Rcode, context: QueryContext
+    ) -> bytes:
         """
         A response carrying only C{rcode}, the question when it can be read,
         and an OPT when the query had one (RFC 6891 section 7), with the
-        query's DO bit copied (RFC 3225 section 3) when the OPT can be read.
+        query's DO bit copied (RFC 3225 section 3), keepalive and padding
+        when the OPT can be read.
         """
         try:
             question = dns.message.from_wire(wire, question_only=True).question
@@ -212,35 +222,61 @@ class Handler:
         if len(question) == 1:
             response.question = question
         if has_opt(wire):
-            response.use_edns(0, _query_do(wire), UDP_PAYLOAD)
+            query = _readable_query(wire)
+            if query is not None and query.edns >= 0:
+                _use_edns(response, query, context)
+            else:
+                response.use_edns(0, 0, UDP_PAYLOAD)
         response.set_rcode(rcode)
-        return render(response, UDP_CLASSIC)
+        return render(response, STREAM_LIMIT if context.transport.is_stream else UDP_CLASSIC)
 
 
-def _query_do(wire: bytes) -> int:
+def _readable_query(wire: bytes) -> dns.message.Message | None:
     """
-    The DO bit of the OPT in the query C{wire}, or 0 when the message cannot
-    be parsed far enough to read it.
+    C{wire} parsed as leniently as dnspython allows, or C{None}.
     """
     try:
-        query = dns.message.from_wire(wire, ignore_trailing=True)
+        return dns.message.from_wire(wire, ignore_trailing=True)
     except Exception:
-        return 0
-    return query.ednsflags & dns.flags.DO if query.edns >= 0 else 0
+        return None
 
 
-def _start_response(query: dns.message.Message) -> dns.message.Message:
+def _use_edns(
+    response: dns.message.Message, query: dns.message.Message, context: QueryContext
+) -> None:
+    """
+    Give C{response} our OPT: version 0, our payload size, the query's DO
+    and no other flag; on a stream the keepalive the client asked for (RFC
+    7828, never on UDP), and over TLS padding when the client padded (RFC
+    7830 section 4, never in clear text).
+    """
+    asked = {option.otype for option in query.options}
+    options: list[dns.edns.Option] = []
+    if (
+        context.keepalive is not None
+        and context.transport.is_stream
+        and dns.edns.OptionType.KEEPALIVE in asked
+    ):
+        timeout = struct.pack("!H", max(0, min(context.keepalive, 0xFFFF)))
+        options.append(dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, timeout))
+    pad = 0
+    if context.transport is Transport.TLS and dns.edns.OptionType.PADDING in asked:
+        pad = RESPONSE_PADDING
+    response.use_edns(0, query.ednsflags & dns.flags.DO, UDP_PAYLOAD, options=options, pad=pad)
+
+
+def _start_response(query: dns.message.Message, context: QueryContext) -> dns.message.Message:
     """
     An empty response to C{query}: its ID, opcode, RD and CD copied, the
-    question as the client wrote it, and an OPT of our own (version 0, DO
-    echoed, no other flag) when the query had one.
+    question as the client wrote it, and an OPT of our own when the query
+    had one (see L{_use_edns}).
     """
     response = dns.message.Message(id=query.id)
     response.flags = dns.flags.QR | (query.flags & (dns.flags.RD | dns.flags.CD))
     response.set_opcode(query.opcode())
     response.question = list(query.question)
     if query.edns >= 0:
-        response.use_edns(0, query.ednsflags & dns.flags.DO, UDP_PAYLOAD)
+        _use_edns(response, query, context)
     return response
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from dnstls.errors import StartupError
@@ -189,7 +189,7 @@ class ListeningService(Service):
     def __init__(self, reactor: object) -> None:
         self._reactor = reactor
         self._datagram: list[tuple[socket.socket, DatagramProtocol]] = []
-        self._stream: list[tuple[socket.socket, Factory, str]] = []
+        self._stream: list[tuple[socket.socket, IProtocolFactory, str]] = []
         self.ports: list[IListeningPort] = []
 
     def add_datagram(self, sock: socket.socket, protocol: DatagramProtocol) -> None:
@@ -198,7 +198,7 @@ class ListeningService(Service):
         """
         self._datagram.append((sock, protocol))
 
-    def add_stream(self, sock: socket.socket, factory: Factory, name: str) -> None:
+    def add_stream(self, sock: socket.socket, factory: IProtocolFactory, name: str) -> None:
         """
         Serve C{factory} on the listening socket C{sock}, logged as C{name}.
         """

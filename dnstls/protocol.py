@@ -11,14 +11,20 @@ complete message and no answer owed for C{idle_timeout} seconds; partial
 data does not count), aborts one whose peer does not let go of it within
 C{idle_timeout} seconds after that, and never writes after the peer has
 gone.  A handler that raises or fails is logged; nothing reaches the reactor.
+
+Inside TLS the same protocol also drops a client that has not finished its
+handshake within C{handshake_timeout} seconds.  Every reply on a stream
+learns the connection's current idle timeout, for edns-tcp-keepalive
+(RFC 7828): 0 once the server is near its connection cap.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import (
     DatagramProtocol,
     Factory,
@@ -27,6 +33,7 @@ from twisted.internet.protocol import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from dnstls.framing import FrameDecoder, FramingError, frame
 from dnstls.handler import Handler, QueryContext, Transport
@@ -34,6 +41,14 @@ from dnstls.handler import Handler, QueryContext, Transport
 #: RFC 7766 6.2.3 asks for an idle timeout "on the order of seconds"; Knot
 #: DNS and RFC-draft authoritative advice use 10.
 DEFAULT_IDLE_TIMEOUT = 10.0
+#: DNS over TLS keeps idle sessions longer (RFC 7858 3.4; Unbound uses 30).
+DEFAULT_TLS_IDLE_TIMEOUT = 30.0
+#: A TLS client must finish its handshake within this many seconds.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: Connections one client address may hold at once.
+DEFAULT_MAX_PER_CLIENT = 32
+#: Above this share of the connection cap, keepalive tells clients 0.
+_BUSY_SHARE = 0.9
 
 
 class DNSDatagramProtocol(DatagramProtocol):
@@ -60,6 +75,7 @@ class DNSDatagramProtocol(DatagramProtocol):
             self.log.failure("answering a UDP query from {peer}", peer=addr)
 
 
+@implementer(IHandshakeListener)
 class DNSStreamProtocol(Protocol):
     """
     DNS over a byte stream: TCP on port 53, or the inside of a TLS session.
@@ -73,6 +89,7 @@ class DNSStreamProtocol(Protocol):
         self._decoder = FrameDecoder()
         self._idle: IDelayedCall | None = None
         self._abort: IDelayedCall | None = None
+        self._handshake: IDelayedCall | None = None
         self._owed = 0
         self._closing = False
         self.closed = False
@@ -87,8 +104,27 @@ class DNSStreamProtocol(Protocol):
                 set_no_delay(True)
             except OSError:
                 pass
-        self.factory.connections.add(self)
+        self.factory.opened(self)
+        if self.factory.transport_kind is Transport.TLS:
+            self._handshake = self.factory.clock.callLater(
+                self.factory.handshake_timeout, self._handshake_expired
+            )
         self._start_idle()
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake is done: stop its clock.
+        """
+        if self._handshake is not None and self._handshake.active():
+            self._handshake.cancel()
+        self._handshake = None
+
+    def _handshake_expired(self) -> None:
+        self._handshake = None
+        self.log.debug("dropping {peer}: no TLS handshake in time", peer=self.peer)
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None and not self.closed:
+            abort()
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -115,7 +151,7 @@ class DNSStreamProtocol(Protocol):
         Hand one message to the handler and send its reply, now or when its
         Deferred fires; a failure is logged and the connection goes on.
         """
-        context = QueryContext(self.factory.transport_kind, self.peer)
+        context = QueryContext(self.factory.transport_kind, self.peer, self.factory.keepalive())
         try:
             reply = self.factory.handler.handle(message, context)
         except Exception:
@@ -201,19 +237,70 @@ class DNSStreamProtocol(Protocol):
         """
         Stop the clock and forget the connection; nothing is written after.
         """
+        if self.closed:
+            return
         self.closed = True
-        for call in (self._idle, self._abort):
+        for call in (self._idle, self._abort, self._handshake):
             if call is not None and call.active():
                 call.cancel()
-        self._idle = self._abort = None
-        self.factory.connections.discard(self)
+        self._idle = self._abort = self._handshake = None
+        self.factory.closed(self)
+
+
+class ConnectionLimits:
+    """
+    The caps on open connections, shared by every stream listener (TCP and
+    TLS alike): a total, and a share per client address.
+
+    @ivar connections: the open connections.
+    """
+
+    def __init__(self, total: int = 1000, per_client: int = DEFAULT_MAX_PER_CLIENT) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.connections: set[DNSStreamProtocol] = set()
+        self._by_client: Counter[str] = Counter()
+
+    def refusal(self, host: str) -> str | None:
+        """
+        Why a new connection from C{host} must be refused, or C{None}.
+        """
+        if len(self.connections) >= self.total:
+            return f"{len(self.connections)} connections open"
+        if self._by_client[host] >= self.per_client:
+            return f"{self._by_client[host]} connections from {host}"
+        return None
+
+    def opened(self, protocol: DNSStreamProtocol) -> None:
+        """
+        Count a connection that has started.
+        """
+        self.connections.add(protocol)
+        self._by_client[protocol.peer[0]] += 1
+
+    def closed(self, protocol: DNSStreamProtocol) -> None:
+        """
+        Forget a connection that has ended.
+        """
+        if protocol in self.connections:
+            self.connections.discard(protocol)
+            host = protocol.peer[0]
+            self._by_client[host] -= 1
+            if self._by_client[host] <= 0:
+                del self._by_client[host]
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether the server is near its cap, so clients should close idle
+        connections (RFC 7828 3.3.2: keepalive 0).
+        """
+        return len(self.connections) >= self.total * _BUSY_SHARE
 
 
 class DNSStreamFactory(Factory):
     """
-    Builds L{DNSStreamProtocol}s and keeps the connection count under a cap.
-
-    @ivar connections: the open connections.
+    Builds L{DNSStreamProtocol}s within the L{ConnectionLimits}.
     """
 
     log = Logger()
@@ -225,25 +312,54 @@ class DNSStreamFactory(Factory):
         clock: IReactorTime,
         transport_kind: Transport = Transport.TCP,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        max_connections: int = 1000,
+        limits: ConnectionLimits | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
         self.handler = handler
         self.clock = clock
         self.transport_kind = transport_kind
         self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.connections: set[DNSStreamProtocol] = set()
+        self.limits = limits if limits is not None else ConnectionLimits()
+        self.handshake_timeout = handshake_timeout
+
+    @property
+    def connections(self) -> set[DNSStreamProtocol]:
+        """
+        The open connections, on this listener and the others that share
+        its limits.
+        """
+        return self.limits.connections
+
+    def opened(self, protocol: DNSStreamProtocol) -> None:
+        """
+        Count a connection that has started.
+        """
+        self.limits.opened(protocol)
+
+    def closed(self, protocol: DNSStreamProtocol) -> None:
+        """
+        Forget a connection that has ended.
+        """
+        self.limits.closed(protocol)
+
+    def keepalive(self) -> int:
+        """
+        The edns-tcp-keepalive value to send now, in units of 100 ms: the
+        idle timeout, or 0 when the server is near its connection cap.
+        """
+        if self.limits.busy:
+            return 0
+        return min(0xFFFF, int(self.idle_timeout * 10))
 
     def buildProtocol(self, addr: IAddress) -> DNSStreamProtocol | None:  # type: ignore[override]
         """
         A protocol for a new connection, or C{None} (which closes it at once)
-        when the server is at its connection cap.
+        when a cap is reached.
         """
-        if len(self.connections) >= self.max_connections:
-            self.log.debug(
-                "refusing {addr}: {count} connections open", addr=addr, count=len(self.connections)
-            )
-            return None
         host = getattr(addr, "host", "")
         port = getattr(addr, "port", 0)
+        refusal = self.limits.refusal(host)
+        if refusal is not None:
+            self.log.debug("refusing {addr}: {why}", addr=addr, why=refusal)
+            return None
         return DNSStreamProtocol(self, (host, port))

@@ -12,30 +12,41 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import MultiService
-from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 
-from dnstls.authority import AuthoritativeZone, ZoneStore
+from dnstls.authority import ZoneStore
 from dnstls.chaos import Chaos
 from dnstls.errors import StartupError
 from dnstls.handler import Handler, Transport
 from dnstls.listen import (
     Address,
     ListeningService,
+    bind_stream,
     bind_udp_and_tcp,
     family_available,
     parse_address,
 )
-from dnstls.protocol import DEFAULT_IDLE_TIMEOUT, DNSDatagramProtocol, DNSStreamFactory
-from dnstls.zonefile import load_zone, zone_files
+from dnstls.protocol import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_PER_CLIENT,
+    DEFAULT_TLS_IDLE_TIMEOUT,
+    ConnectionLimits,
+    DNSDatagramProtocol,
+    DNSStreamFactory,
+)
+from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
+from dnstls.tls import TLSPolicy
 
 DEFAULT_LISTEN = ("0.0.0.0:53", "[::]:53")
+DEFAULT_LISTEN_TLS = ("0.0.0.0:853", "[::]:853")
 
 
 def default_zones_directory() -> Path:
@@ -72,7 +83,9 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "An authoritative DNS server for the zones in --zones and --zone, on "
-        "UDP and TCP (--listen)."
+        "UDP and TCP (--listen) and DNS over TLS (--listen-tls). With neither "
+        "--listen nor --listen-tls, it listens on port 53 and 853 of every "
+        "address; with either, on exactly the addresses given."
     )
 
     optParameters = [
@@ -100,15 +113,51 @@ class Options(usage.Options):
             "max-connections",
             None,
             None,
-            "Most TCP connections open at once [default: half the open-file limit].",
+            "Most TCP and TLS connections open at once [default: half the open-file limit].",
             _positive(int, "max-connections"),
         ],
+        [
+            "max-connections-per-client",
+            None,
+            DEFAULT_MAX_PER_CLIENT,
+            "Most TCP and TLS connections one client address may hold at once.",
+            _positive(int, "max-connections-per-client"),
+        ],
+        [
+            "state-dir",
+            None,
+            None,
+            "Where the generated TLS key and certificate are kept "
+            "[default: /var/lib/dnstls for root, else ~/.local/state/dnstls].",
+        ],
+        [
+            "tls-idle-timeout",
+            None,
+            DEFAULT_TLS_IDLE_TIMEOUT,
+            "Close a TLS session after this many seconds without a complete query.",
+            _positive(float, "tls-idle-timeout"),
+        ],
+        [
+            "tls-handshake-timeout",
+            None,
+            DEFAULT_HANDSHAKE_TIMEOUT,
+            "Drop a TLS client that has not finished its handshake after this many seconds.",
+            _positive(float, "tls-handshake-timeout"),
+        ],
+    ]
+
+    optFlags = [
+        ["no-tls-tickets", None, "Issue no TLS session tickets (sessions resume from a server cache)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["zone"] = []
         self["listen"] = []
+        self["listen-tls"] = []
+        self["tls-cert"] = []
+        self["tls-key"] = []
+        self["tls-name"] = []
 
     def opt_zone(self, path: str) -> None:
         # One line: usage.Options shows a docstring as --help text, line
@@ -122,6 +171,28 @@ class Options(usage.Options):
             self["listen"].append(parse_address(text))
         except ValueError as e:
             raise usage.UsageError(f"--listen {e}") from None
+
+    def opt_listen_tls(self, text: str) -> None:
+        """DNS over TLS at HOST:PORT (repeatable); IPv6 as [::1]:853; port 0 takes a free port [default: 0.0.0.0:853 and [::]:853]."""  # noqa: E501
+        try:
+            address = parse_address(text)
+        except ValueError as e:
+            raise usage.UsageError(f"--listen-tls {e}") from None
+        if address.port == 53:
+            raise usage.UsageError("--listen-tls: DNS over TLS must not use port 53 (RFC 7858 3.1)")
+        self["listen-tls"].append(address)
+
+    def opt_tls_cert(self, path: str) -> None:
+        """A PEM certificate chain for DNS over TLS (repeatable, each with its --tls-key; the first is the default, the others are chosen by SNI) [default: a self-signed one generated under --state-dir]."""  # noqa: E501
+        self["tls-cert"].append(path)
+
+    def opt_tls_key(self, path: str) -> None:
+        """The PEM private key of the --tls-cert given in the same position."""
+        self["tls-key"].append(path)
+
+    def opt_tls_name(self, name: str) -> None:
+        """A DNS name for the generated self-signed certificate (repeatable) [default: this host's name]."""  # noqa: E501
+        self["tls-name"].append(name)
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -139,30 +210,31 @@ class Options(usage.Options):
         Fill in the default addresses; the IPv6 one only on a host that has
         IPv6, so that the default starts everywhere.
         """
-        if not self["listen"]:
-            defaults = [parse_address(text) for text in DEFAULT_LISTEN]
-            self["listen"] = [a for a in defaults if family_available(a.family)]
+        if len(self["tls-cert"]) != len(self["tls-key"]):
+            raise usage.UsageError("give each --tls-cert its --tls-key, in the same order")
+        if not self["listen"] and not self["listen-tls"]:
+            self["listen"] = _available(DEFAULT_LISTEN)
+            self["listen-tls"] = _available(DEFAULT_LISTEN_TLS)
 
 
-def load_store(zones_directory: str | os.PathLike[str] | None, zone_paths: Sequence[str]) -> ZoneStore:
+def _available(texts: Sequence[str]) -> list[Address]:
+    """
+    The addresses in C{texts} whose family this host has.
+    """
+    addresses = [parse_address(text) for text in texts]
+    return [address for address in addresses if family_available(address.family)]
+
+
+def load_store(
+    zones_directory: str | os.PathLike[str] | None, zone_paths: Sequence[str]
+) -> ZoneStore:
     """
     Load every zone the options name.
 
     @raise StartupError: for a broken zone, or two files with one origin.
     """
-    directory = zones_directory if zones_directory is not None else default_zones_directory()
-    paths = [*zone_files(directory), *(Path(p) for p in zone_paths)]
-    store = ZoneStore()
-    sources: dict[object, Path] = {}
-    for path in paths:
-        zone = AuthoritativeZone(load_zone(path))
-        if zone.origin in sources:
-            raise StartupError(
-                f"{path}: zone {zone.origin} is already loaded from {sources[zone.origin]}"
-            )
-        sources[zone.origin] = path
-        store.add(zone)
-    return store
+    directory = Path(zones_directory) if zones_directory is not None else default_zones_directory()
+    return ZoneSources(directory, tuple(Path(p) for p in zone_paths)).load()
 
 
 def default_max_connections() -> int:
@@ -189,59 +261,56 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     Build the server the options describe, with its sockets already bound.
 
     @param reactor: the reactor to serve on; the global one by default.
-    @raise StartupError: if a zone or an address is unusable.
+    @raise StartupError: if a zone, a certificate or an address is unusable.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    store = load_store(options["zones"], options["zone"])
-    handler = Handler(store, Chaos(options["identity"], options["version-string"]))
-    listening = ListeningService(reactor)
-    stream = DNSStreamFactory(
-        handler,
-        reactor,
-        Transport.TCP,
-        idle_timeout=options["tcp-idle-timeout"],
-        max_connections=options["max-connections"] or default_max_connections(),
+    zones_directory = options["zones"]
+    zones = ZoneSources(
+        Path(zones_directory) if zones_directory is not None else default_zones_directory(),
+        tuple(Path(p) for p in options["zone"]),
     )
-    addresses: list[Address] = options["listen"]
+    handler = Handler(zones.load(), Chaos(options["identity"], options["version-string"]))
+    limits = ConnectionLimits(
+        total=options["max-connections"] or default_max_connections(),
+        per_client=options["max-connections-per-client"],
+    )
+    listening = ListeningService(reactor)
+    tcp_factory = DNSStreamFactory(
+        handler, reactor, Transport.TCP, idle_timeout=options["tcp-idle-timeout"], limits=limits
+    )
+    policy = None
+    credentials = None
     try:
-        for address in addresses:
+        for address in options["listen"]:
             udp, tcp = bind_udp_and_tcp(address)
             listening.add_datagram(udp, DNSDatagramProtocol(handler))
-            listening.add_stream(tcp, stream, "tcp")
+            listening.add_stream(tcp, tcp_factory, "tcp")
+        if options["listen-tls"]:
+            credentials = CredentialSources(
+                tuple(zip(options["tls-cert"], options["tls-key"], strict=True)),
+                Path(options["state-dir"]) if options["state-dir"] else default_state_dir(),
+                tuple(options["tls-name"]) or (socket.getfqdn() or "localhost",),
+            )
+            policy = TLSPolicy(credentials.load(), tickets=not options["no-tls-tickets"])
+            tls_factory = TLSMemoryBIOFactory(
+                policy,
+                False,
+                DNSStreamFactory(
+                    handler,
+                    reactor,
+                    Transport.TLS,
+                    idle_timeout=options["tls-idle-timeout"],
+                    limits=limits,
+                    handshake_timeout=options["tls-handshake-timeout"],
+                ),
+            )
+            tls_factory.noisy = False
+            for address in options["listen-tls"]:
+                listening.add_stream(bind_stream(address, "tls"), tls_factory, "tls")
     except StartupError:
         listening.close()
         raise
-    return ServerService(handler, listening)
-
-
-class ServerService(MultiService):
-    """
-    The whole server, as a service: start it to serve.
-
-    @ivar handler: the query handler every listener shares.
-    @ivar listening: the listeners; their ports once started.
-    """
-
-    log = Logger()
-
-    def __init__(self, handler: Handler, listening: ListeningService) -> None:
-        super().__init__()
-        self.handler = handler
-        self.listening = listening
-        listening.setServiceParent(self)
-
-    def startService(self) -> None:
-        """
-        Start listening, then log one line with the zones served: the sign
-        that the server is ready.
-        """
-        super().startService()
-        zones = sorted(self.handler.zones, key=lambda zone: zone.origin)
-        self.log.info(
-            "serving {count} zones: {zones}",
-            count=len(zones),
-            zones=" ".join(f"{zone.origin}(serial {zone.serial})" for zone in zones) or "none",
-        )
+    return ServerService(handler, listening, zones, policy, credentials, reactor)

@@ -82,8 +82,10 @@ class DnstlsProcess:
     @ivar addresses: C{(kind, host, port)} for every listener it logged.
     """
 
-    def __init__(self, args: Sequence[str], timeout: float = 15.0) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    def __init__(
+        self, args: Sequence[str], timeout: float = 15.0, env: dict[str, str] | None = None
+    ) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **(env or {}))
         self.workdir = tempfile.mkdtemp(prefix="dnstls-test-")
         self.command = [
             sys.executable, "-c", "from twisted.scripts.twistd import run; run()",

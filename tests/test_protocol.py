@@ -23,6 +23,7 @@ from dnstls.framing import FrameDecoder, frame
 from dnstls.handler import Handler, QueryContext, Transport
 from dnstls.protocol import (
     DEFAULT_IDLE_TIMEOUT,
+    ConnectionLimits,
     DNSDatagramProtocol,
     DNSStreamFactory,
     DNSStreamProtocol,
@@ -186,7 +187,7 @@ def test_stream_context_never_truncates(handler: Handler) -> None:
 
 
 def test_context_carries_peer_and_kind() -> None:
-    """The handler is told the factory's transport kind and the connecting peer's address."""
+    """The handler is told the transport kind, the peer's address and the keepalive to advertise."""
     seen: list[QueryContext] = []
 
     class Spy:
@@ -196,7 +197,7 @@ def test_context_carries_peer_and_kind() -> None:
     factory = DNSStreamFactory(Spy(), Clock(), Transport.TLS)  # type: ignore[arg-type]
     protocol, _ = connect(factory)
     protocol.dataReceived(frame(query().to_wire()))
-    assert seen == [QueryContext(Transport.TLS, ("192.0.2.7", 40000))]
+    assert seen == [QueryContext(Transport.TLS, ("192.0.2.7", 40000), keepalive=100)]
 
 
 @pytest.mark.parametrize("length", [0, 5, 11])
@@ -420,7 +421,7 @@ def test_nodelay_error_ignored(handler: Handler) -> None:
 
 def test_connection_cap(handler: Handler) -> None:
     """At the cap buildProtocol returns None; a slot frees when a connection closes."""
-    factory = DNSStreamFactory(handler, Clock(), max_connections=2)
+    factory = DNSStreamFactory(handler, Clock(), limits=ConnectionLimits(total=2))
     _, first = connect(factory)
     connect(factory)
     assert factory.buildProtocol(PEER) is None

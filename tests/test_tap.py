@@ -5,6 +5,8 @@ command in a child process for start-up errors and the listeners it logs.
 
 from __future__ import annotations
 
+import re
+
 import errno
 import os
 import socket
@@ -141,7 +143,7 @@ def test_help() -> None:
     for option in ("--zones=", "--zone=", "--listen=", "--identity=", "--version-string="):
         assert option in text
     for line in text.splitlines():
-        described = line[27:].strip()
+        described = re.sub(r"^\s+(-\w, )?--[\w-]+=?\s+", "", line).strip()
         assert "  " not in described, line
 
 
@@ -369,34 +371,38 @@ def _port_53_free() -> str | None:
     Why the embedded default cannot be tried here, or C{None}.
     """
     if os.geteuid() != 0:
-        return "the embedded default listens on port 53, which needs root"
+        return "the embedded default listens on ports 53 and 853, which need root"
+    wanted = [(53, socket.SOCK_STREAM), (53, socket.SOCK_DGRAM), (853, socket.SOCK_STREAM)]
     for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        for port, kind in wanted:
             try:
                 with socket.socket(family, kind) as probe:
                     if family == socket.AF_INET6:
                         probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    probe.bind((host, 53))
+                    probe.bind((host, port))
             except OSError as e:
-                return f"port 53 on {host} is not free here: {os.strerror(e.errno or errno.EIO)}"
+                return f"port {port} on {host} is not free here: {os.strerror(e.errno or errno.EIO)}"
     return None
 
 
-def test_embedded_default() -> None:
-    """With no options at all the server answers for the shipped zones on port 53."""
+def test_embedded_default(tmp_path: Path) -> None:
+    """With no options at all the server answers for the shipped zones on port 53, and DoT on 853."""
     why = _port_53_free()
     if why is not None:
         pytest.skip(why)
     try:
-        server = DnstlsProcess([])
+        server = DnstlsProcess([], env={"STATE_DIRECTORY": str(tmp_path)})
     except RuntimeError as e:
         if "address already in use" in str(e):
             pytest.skip("port 53 was taken while the server started")
         raise
     try:
         assert sorted(server.addresses) == [
-            ("tcp", "0.0.0.0", 53), ("tcp", "::", 53), ("udp", "0.0.0.0", 53), ("udp", "::", 53),
+            ("tcp", "0.0.0.0", 53), ("tcp", "::", 53),
+            ("tls", "0.0.0.0", 853), ("tls", "::", 853),
+            ("udp", "0.0.0.0", 53), ("udp", "::", 53),
         ]
+        assert (tmp_path / "dnstls-selfsigned.pem").exists()
         response = ask("127.0.0.1", 53, "example.test.", "SOA")
     finally:
         server.stop()

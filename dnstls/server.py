@@ -1,0 +1,210 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+The running server as one service: the handler every listener shares, the
+listeners, the TLS policy, and reloading all of it without a restart.
+
+L{ServerService.reload} (SIGHUP under twistd) re-reads the zones and the
+certificates.  What reads cleanly replaces what was served, for new queries
+and new handshakes; open connections and TLS sessions go on.  What fails to
+read leaves the old data serving, and the error is logged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+
+from dnstls.authority import AuthoritativeZone, ZoneStore
+from dnstls.certs import Credential, default_credential, load_credential
+from dnstls.errors import StartupError
+from dnstls.handler import Handler
+from dnstls.listen import ListeningService
+from dnstls.tls import TLSPolicy
+from dnstls.zonefile import load_zone, zone_files
+
+
+@dataclass(frozen=True)
+class ZoneSources:
+    """
+    Where the zones come from: a directory of C{*.zone} files and single
+    files.
+    """
+
+    directory: Path
+    files: tuple[Path, ...] = ()
+
+    def load(self) -> ZoneStore:
+        """
+        Load every zone.
+
+        @raise StartupError: for a broken zone, or two files with one origin.
+        """
+        store = ZoneStore()
+        sources: dict[object, Path] = {}
+        for path in [*zone_files(self.directory), *self.files]:
+            zone = AuthoritativeZone(load_zone(path))
+            if zone.origin in sources:
+                raise StartupError(
+                    f"{path}: zone {zone.origin} is already loaded from {sources[zone.origin]}"
+                )
+            sources[zone.origin] = path
+            store.add(zone)
+        return store
+
+
+@dataclass(frozen=True)
+class CredentialSources:
+    """
+    Where the TLS certificates come from: PEM certificate and key pairs, or
+    failing those the self-signed default kept in a state directory.
+    """
+
+    pairs: tuple[tuple[str, str], ...]
+    state_dir: Path
+    names: tuple[str, ...] = field(default=("localhost",))
+
+    def load(self) -> list[Credential]:
+        """
+        Read every credential, the default one first.
+
+        @raise StartupError: if a file cannot be read or used.
+        """
+        if self.pairs:
+            return [load_credential(cert, key) for cert, key in self.pairs]
+        return [default_credential(self.state_dir, self.names)]
+
+
+class ServerService(MultiService):
+    """
+    The whole server, as a service: start it to serve.
+
+    @ivar handler: the query handler every listener shares.
+    @ivar listening: the listeners; their ports once started.
+    @ivar tls: the TLS policy of the TLS listeners, if there are any.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        handler: Handler,
+        listening: ListeningService,
+        zones: ZoneSources | None = None,
+        tls: TLSPolicy | None = None,
+        credentials: CredentialSources | None = None,
+        reactor: Any = None,
+    ) -> None:
+        super().__init__()
+        self.handler = handler
+        self.listening = listening
+        self.tls = tls
+        self._zones = zones
+        self._credentials = credentials
+        self._reactor = reactor
+        self._previous_hup: Callable[[int, FrameType | None], Any] | int | None = None
+        listening.setServiceParent(self)
+
+    def startService(self) -> None:
+        """
+        Start listening, log the certificates' pins and the zones served
+        (the last line says the server is ready), and reload on SIGHUP.
+        """
+        super().startService()
+        if self.tls is not None:
+            self._log_credentials(self.tls.credentials)
+        self._log_zones()
+        self._catch_hangup()
+
+    def stopService(self) -> Any:
+        """
+        Stop listening and give SIGHUP back.
+        """
+        if self._previous_hup is not None:
+            signal.signal(signal.SIGHUP, self._previous_hup)
+            self._previous_hup = None
+        return super().stopService()
+
+    def _catch_hangup(self) -> None:
+        if self._reactor is None or threading.current_thread() is not threading.main_thread():
+            return
+        if not hasattr(signal, "SIGHUP"):
+            return
+        reactor = self._reactor
+
+        def hangup(signum: int, frame: FrameType | None) -> None:
+            reactor.callFromThread(self.reload)
+
+        self._previous_hup = signal.signal(signal.SIGHUP, hangup)
+
+    def reload(self) -> bool:
+        """
+        Re-read the zones and the certificates.  Each that reads cleanly is
+        served from now on; each that does not leaves the old one serving.
+
+        @return: whether everything reloaded.
+        """
+        ok = True
+        if self._zones is not None:
+            try:
+                self.handler.zones = self._zones.load()
+            except StartupError as e:
+                ok = False
+                self.log.error("reload: keeping the zones served: {error}", error=str(e))
+            else:
+                self._log_zones("reloaded")
+        if self.tls is not None and self._credentials is not None:
+            try:
+                credentials = self._credentials.load()
+                self.tls.reload(credentials)
+            except (StartupError, ValueError, OSError) as e:
+                ok = False
+                self.log.error("reload: keeping the TLS certificates: {error}", error=str(e))
+            except Exception as e:
+                ok = False
+                self.log.error(
+                    "reload: keeping the TLS certificates: {error}", error=f"{type(e).__name__}: {e}"
+                )
+            else:
+                self._log_credentials(credentials)
+        return ok
+
+    def _log_zones(self, verb: str = "serving") -> None:
+        zones = sorted(self.handler.zones, key=lambda zone: zone.origin)
+        self.log.info(
+            "{verb} {count} zones: {zones}",
+            verb=verb,
+            count=len(zones),
+            zones=" ".join(f"{zone.origin}(serial {zone.serial})" for zone in zones) or "none",
+        )
+
+    def _log_credentials(self, credentials: Sequence[Credential]) -> None:
+        for credential in credentials:
+            self.log.info(
+                "TLS certificate {source} for {names}, SPKI pin sha256 {pin}",
+                source=credential.source,
+                names=",".join(credential.names) or "(no DNS names)",
+                pin=credential.pin,
+            )
+
+
+def default_state_dir() -> Path:
+    """
+    Where generated keys are kept: C{$STATE_DIRECTORY} when set (systemd
+    sets it for a service with C{StateDirectory=}), else C{/var/lib/dnstls}
+    for root, else C{$XDG_STATE_HOME/dnstls} (C{~/.local/state/dnstls}).
+    """
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/dnstls")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "dnstls"
