@@ -32,11 +32,13 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 from twisted.logger import Logger
 
 from dnstls.authority import LookupResult, Outcome, ZoneStore
 from dnstls.chaos import Chaos
 from dnstls.render import render
+from dnstls.upgrade import PROBE_NAME, TO, UNWILLING, WILLING, is_probe
 from dnstls.wire import QR, Header, has_opt, parse_header
 
 #: The EDNS UDP payload size we advertise and never exceed (DNS flag day 2020).
@@ -88,11 +90,15 @@ class QueryContext:
     @ivar keepalive: on a stream, the idle timeout the connection has now,
         in units of 100 ms, for the edns-tcp-keepalive option (RFC 7828); 0
         asks the client to close.  C{None} sends no keepalive.
+    @ivar upgrade: this is the first query of a TCP/53 connection that will
+        be upgraded to TLS once the reply is sent: the reply carries TO=1
+        (see L{dnstls.upgrade}).
     """
 
     transport: Transport
     peer: tuple[str, int]
     keepalive: int | None = None
+    upgrade: bool = False
 
 
 class _Reply(Exception):
@@ -115,9 +121,17 @@ class Handler:
 
     log = Logger()
 
-    def __init__(self, zones: ZoneStore, chaos: Chaos | None = None) -> None:
+    def __init__(
+        self, zones: ZoneStore, chaos: Chaos | None = None, advertise_to: bool = False
+    ) -> None:
+        """
+        @param advertise_to: set TO in UDP replies to queries with an OPT,
+            the draft's SHOULD for a server willing to upgrade (off by
+            default: the bit is CO in RFC 9824).
+        """
         self.zones = zones
         self.chaos = chaos if chaos is not None else Chaos()
+        self.advertise_to = advertise_to
 
     def handle(self, wire: bytes, context: QueryContext) -> bytes | None:
         """
@@ -170,13 +184,15 @@ class Handler:
         """
         if len(query.question) != 1:
             raise _Reply(dns.rcode.FORMERR)
-        response = _start_response(query, context)
+        response = _start_response(query, context, self.advertise_to)
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
             return response, 0
         question = query.question[0]
         qname, qtype, qclass = question.name, question.rdtype, question.rdclass
         if qclass == dns.rdataclass.CH:
+            if is_probe(query):
+                return _answer_probe(response, context), 0
             return self._answer_chaos(response, qname, qtype), 0
         if qclass not in _ZONE_CLASSES:
             raise _Reply(dns.rcode.REFUSED)
@@ -224,7 +240,7 @@ class Handler:
         if has_opt(wire):
             query = _readable_query(wire)
             if query is not None and query.edns >= 0:
-                _use_edns(response, query, context)
+                _use_edns(response, query, context, self.advertise_to)
             else:
                 response.use_edns(0, 0, UDP_PAYLOAD)
         response.set_rcode(rcode)
@@ -241,14 +257,31 @@ def _readable_query(wire: bytes) -> dns.message.Message | None:
         return None
 
 
+def _answer_probe(response: dns.message.Message, context: QueryContext) -> dns.message.Message:
+    """
+    The answer to C{STARTTLS. CH TXT}: RCODE 0 and TXT C{STARTTLS} when the
+    connection is about to be upgraded, C{NO_TLS} otherwise (the draft's
+    MUST for the probe over TCP; the same answer on every transport).
+    """
+    text = WILLING if context.upgrade else UNWILLING
+    rrset = dns.rrset.from_text(PROBE_NAME, 0, dns.rdataclass.CH, dns.rdatatype.TXT, f'"{text}"')
+    response.answer.append(rrset)
+    response.flags |= dns.flags.AA
+    return response
+
+
 def _use_edns(
-    response: dns.message.Message, query: dns.message.Message, context: QueryContext
+    response: dns.message.Message,
+    query: dns.message.Message,
+    context: QueryContext,
+    advertise_to: bool = False,
 ) -> None:
     """
     Give C{response} our OPT: version 0, our payload size, the query's DO
     and no other flag; on a stream the keepalive the client asked for (RFC
     7828, never on UDP), and over TLS padding when the client padded (RFC
-    7830 section 4, never in clear text).
+    7830 section 4, never in clear text).  TO is set only in the reply that
+    grants an upgrade, and on UDP with C{advertise_to}.
     """
     asked = {option.otype for option in query.options}
     options: list[dns.edns.Option] = []
@@ -262,10 +295,15 @@ def _use_edns(
     pad = 0
     if context.transport is Transport.TLS and dns.edns.OptionType.PADDING in asked:
         pad = RESPONSE_PADDING
-    response.use_edns(0, query.ednsflags & dns.flags.DO, UDP_PAYLOAD, options=options, pad=pad)
+    flags = query.ednsflags & dns.flags.DO
+    if context.upgrade or (advertise_to and context.transport is Transport.UDP):
+        flags |= TO
+    response.use_edns(0, flags, UDP_PAYLOAD, options=options, pad=pad)
 
 
-def _start_response(query: dns.message.Message, context: QueryContext) -> dns.message.Message:
+def _start_response(
+    query: dns.message.Message, context: QueryContext, advertise_to: bool = False
+) -> dns.message.Message:
     """
     An empty response to C{query}: its ID, opcode, RD and CD copied, the
     question as the client wrote it, and an OPT of our own when the query
@@ -276,7 +314,7 @@ def _start_response(query: dns.message.Message, context: QueryContext) -> dns.me
     response.set_opcode(query.opcode())
     response.question = list(query.question)
     if query.edns >= 0:
-        _use_edns(response, query, context)
+        _use_edns(response, query, context, advertise_to)
     return response
 
 

@@ -13,7 +13,10 @@ C{idle_timeout} seconds after that, and never writes after the peer has
 gone.  A handler that raises or fails is logged; nothing reaches the reactor.
 
 Inside TLS the same protocol also drops a client that has not finished its
-handshake within C{handshake_timeout} seconds.  Every reply on a stream
+handshake within C{handshake_timeout} seconds.  On TCP/53 it carries out the
+TO-bit upgrade of L{dnstls.upgrade}: the first query decides, its reply goes
+out in clear text, every clear-text byte after it is dropped, and the
+connection then behaves as one on the TLS port.  Every reply on a stream
 learns the connection's current idle timeout, for edns-tcp-keepalive
 (RFC 7828): 0 once the server is near its connection cap.
 """
@@ -21,10 +24,17 @@ learns the connection's current idle timeout, for edns-tcp-keepalive
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHandshakeListener,
+    IOpenSSLServerConnectionCreator,
+    IReactorTime,
+)
 from twisted.internet.protocol import (
     DatagramProtocol,
     Factory,
@@ -37,6 +47,7 @@ from zope.interface import implementer
 
 from dnstls.framing import FrameDecoder, FramingError, frame
 from dnstls.handler import Handler, QueryContext, Transport
+from dnstls.upgrade import UpgradePolicy, should_upgrade
 
 #: RFC 7766 6.2.3 asks for an idle timeout "on the order of seconds"; Knot
 #: DNS and RFC-draft authoritative advice use 10.
@@ -90,6 +101,11 @@ class DNSStreamProtocol(Protocol):
         self._idle: IDelayedCall | None = None
         self._abort: IDelayedCall | None = None
         self._handshake: IDelayedCall | None = None
+        self.kind = factory.transport_kind
+        self.idle_timeout = factory.idle_timeout
+        upgrade = factory.upgrade
+        self._first = upgrade is not None and upgrade.policy is not UpgradePolicy.OFF
+        self._discarding = False
         self._owed = 0
         self._closing = False
         self.closed = False
@@ -105,11 +121,14 @@ class DNSStreamProtocol(Protocol):
             except OSError:
                 pass
         self.factory.opened(self)
-        if self.factory.transport_kind is Transport.TLS:
-            self._handshake = self.factory.clock.callLater(
-                self.factory.handshake_timeout, self._handshake_expired
-            )
+        if self.kind is Transport.TLS:
+            self._start_handshake_clock()
         self._start_idle()
+
+    def _start_handshake_clock(self) -> None:
+        self._handshake = self.factory.clock.callLater(
+            self.factory.handshake_timeout, self._handshake_expired
+        )
 
     def handshakeCompleted(self) -> None:
         """
@@ -132,6 +151,8 @@ class DNSStreamProtocol(Protocol):
         connection after answering the messages before it, so that the
         answers do not depend on how the network split the stream.
         """
+        if self._discarding:
+            return
         try:
             messages = self._decoder.feed(data)
             broken: FramingError | None = None
@@ -141,17 +162,82 @@ class DNSStreamProtocol(Protocol):
             if self.closed:
                 return
             self._start_idle()
+            if self._first:
+                self._first = False
+                assert self.factory.upgrade is not None
+                if should_upgrade(self.factory.upgrade.policy, message):
+                    # What the client sent after its first query is clear
+                    # text it had no right to send: dropped, never answered.
+                    self._upgrade(message)
+                    return
             self._answer(message)
         if broken is not None:
             self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
             self._close()
+
+    def keepalive(self) -> int:
+        """
+        The edns-tcp-keepalive value to send now, in units of 100 ms: this
+        connection's idle timeout, or 0 when the server is near its cap.
+        """
+        if self.factory.limits.busy:
+            return 0
+        return min(0xFFFF, int(self.idle_timeout * 10))
+
+    def _upgrade(self, message: bytes) -> None:
+        """
+        Answer the first query with TO=1 in clear text, then become the TLS
+        server on this connection.
+        """
+        self._discarding = True
+        self._decoder.clear()
+        context = QueryContext(Transport.TCP, self.peer, self.keepalive(), upgrade=True)
+        try:
+            reply = self.factory.handler.handle(message, context)
+        except Exception:
+            self.log.failure("answering the upgrade query from {peer}", peer=self.peer)
+            self._close()
+            return
+        if isinstance(reply, Deferred):
+            self._owed += 1
+            reply.addCallbacks(self._upgrade_owed, self._upgrade_failed)
+        else:
+            self._start_tls(reply)
+
+    def _upgrade_owed(self, reply: bytes | None) -> None:
+        self._owed -= 1
+        self._start_tls(reply)
+
+    def _upgrade_failed(self, failure: Failure) -> None:
+        self._owed -= 1
+        self.log.failure("answering the upgrade query from {peer}", failure, peer=self.peer)
+        self._close()
+
+    def _start_tls(self, reply: bytes | None) -> None:
+        """
+        Send the clear-text reply, drop whatever clear text came after the
+        first query, and start the TLS handshake as the server.
+        """
+        upgrade = self.factory.upgrade
+        start = getattr(self.transport, "startTLS", None)
+        if self.closed or reply is None or upgrade is None or start is None:
+            self._close()
+            return
+        self._send(reply)
+        self._decoder = FrameDecoder()
+        self.kind = Transport.TLS
+        self.idle_timeout = upgrade.idle_timeout
+        self._discarding = False
+        start(upgrade.tls)
+        self._start_handshake_clock()
+        self._start_idle()
 
     def _answer(self, message: bytes) -> None:
         """
         Hand one message to the handler and send its reply, now or when its
         Deferred fires; a failure is logged and the connection goes on.
         """
-        context = QueryContext(self.factory.transport_kind, self.peer, self.factory.keepalive())
+        context = QueryContext(self.kind, self.peer, self.keepalive())
         try:
             reply = self.factory.handler.handle(message, context)
         except Exception:
@@ -203,7 +289,7 @@ class DNSStreamProtocol(Protocol):
             self._idle.cancel()
         self._idle = None
         if self._owed == 0 and not self.closed and not self._closing:
-            self._idle = self.factory.clock.callLater(self.factory.idle_timeout, self._expire)
+            self._idle = self.factory.clock.callLater(self.idle_timeout, self._expire)
 
     def _expire(self) -> None:
         self._idle = None
@@ -223,7 +309,7 @@ class DNSStreamProtocol(Protocol):
         if self.transport is None or self.closed or self._closing:
             return
         self._closing = True
-        self._abort = self.factory.clock.callLater(self.factory.idle_timeout, self._force_close)
+        self._abort = self.factory.clock.callLater(self.idle_timeout, self._force_close)
         self.transport.loseConnection()
 
     def _force_close(self) -> None:
@@ -245,6 +331,21 @@ class DNSStreamProtocol(Protocol):
                 call.cancel()
         self._idle = self._abort = self._handshake = None
         self.factory.closed(self)
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """
+    How a TCP/53 listener upgrades connections to TLS.
+
+    @ivar policy: when to upgrade.
+    @ivar tls: the TLS policy, the same object the TLS port uses.
+    @ivar idle_timeout: the idle timeout once upgraded.
+    """
+
+    policy: UpgradePolicy
+    tls: IOpenSSLServerConnectionCreator
+    idle_timeout: float = DEFAULT_TLS_IDLE_TIMEOUT
 
 
 class ConnectionLimits:
@@ -314,6 +415,7 @@ class DNSStreamFactory(Factory):
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         limits: ConnectionLimits | None = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        upgrade: Upgrade | None = None,
     ) -> None:
         self.handler = handler
         self.clock = clock
@@ -321,6 +423,7 @@ class DNSStreamFactory(Factory):
         self.idle_timeout = idle_timeout
         self.limits = limits if limits is not None else ConnectionLimits()
         self.handshake_timeout = handshake_timeout
+        self.upgrade = upgrade
 
     @property
     def connections(self) -> set[DNSStreamProtocol]:
@@ -341,15 +444,6 @@ class DNSStreamFactory(Factory):
         Forget a connection that has ended.
         """
         self.limits.closed(protocol)
-
-    def keepalive(self) -> int:
-        """
-        The edns-tcp-keepalive value to send now, in units of 100 ms: the
-        idle timeout, or 0 when the server is near its connection cap.
-        """
-        if self.limits.busy:
-            return 0
-        return min(0xFFFF, int(self.idle_timeout * 10))
 
     def buildProtocol(self, addr: IAddress) -> DNSStreamProtocol | None:  # type: ignore[override]
         """

@@ -41,9 +41,11 @@ from dnstls.protocol import (
     ConnectionLimits,
     DNSDatagramProtocol,
     DNSStreamFactory,
+    Upgrade,
 )
 from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
 from dnstls.tls import TLSPolicy
+from dnstls.upgrade import UpgradePolicy
 
 DEFAULT_LISTEN = ("0.0.0.0:53", "[::]:53")
 DEFAULT_LISTEN_TLS = ("0.0.0.0:853", "[::]:853")
@@ -73,6 +75,13 @@ def _positive(kind: type[int] | type[float], name: str) -> Any:
         return value
 
     return convert
+
+
+def _policy(text: str) -> UpgradePolicy:
+    try:
+        return UpgradePolicy(text)
+    except ValueError:
+        raise usage.UsageError(f"--starttls takes off, probe or any, not {text!r}") from None
 
 
 class Options(usage.Options):
@@ -124,6 +133,14 @@ class Options(usage.Options):
             _positive(int, "max-connections-per-client"),
         ],
         [
+            "starttls",
+            None,
+            "probe",
+            "When a TCP/53 connection is upgraded to TLS by the EDNS TO bit: off, probe (only the "
+            "first query STARTTLS. CH TXT with TO=1) or any (any first query with TO=1).",
+            _policy,
+        ],
+        [
             "state-dir",
             None,
             None,
@@ -148,6 +165,12 @@ class Options(usage.Options):
 
     optFlags = [
         ["no-tls-tickets", None, "Issue no TLS session tickets (sessions resume from a server cache)."],
+        [
+            "advertise-to",
+            None,
+            "Set the TO bit in UDP replies to queries with EDNS, to advertise the upgrade "
+            "(off by default: the bit is CO since RFC 9824).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -272,29 +295,45 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
         Path(zones_directory) if zones_directory is not None else default_zones_directory(),
         tuple(Path(p) for p in options["zone"]),
     )
-    handler = Handler(zones.load(), Chaos(options["identity"], options["version-string"]))
+    handler = Handler(
+        zones.load(),
+        Chaos(options["identity"], options["version-string"]),
+        advertise_to=options["advertise-to"],
+    )
     limits = ConnectionLimits(
         total=options["max-connections"] or default_max_connections(),
         per_client=options["max-connections-per-client"],
     )
     listening = ListeningService(reactor)
-    tcp_factory = DNSStreamFactory(
-        handler, reactor, Transport.TCP, idle_timeout=options["tcp-idle-timeout"], limits=limits
-    )
+    starttls: UpgradePolicy = options["starttls"]
     policy = None
     credentials = None
+    if options["listen-tls"] or (options["listen"] and starttls is not UpgradePolicy.OFF):
+        credentials = CredentialSources(
+            tuple(zip(options["tls-cert"], options["tls-key"], strict=True)),
+            Path(options["state-dir"]) if options["state-dir"] else default_state_dir(),
+            tuple(options["tls-name"]) or (socket.getfqdn() or "localhost",),
+        )
+        policy = TLSPolicy(credentials.load(), tickets=not options["no-tls-tickets"])
+    upgrade = None
+    if policy is not None and starttls is not UpgradePolicy.OFF:
+        upgrade = Upgrade(starttls, policy, options["tls-idle-timeout"])
+    tcp_factory = DNSStreamFactory(
+        handler,
+        reactor,
+        Transport.TCP,
+        idle_timeout=options["tcp-idle-timeout"],
+        limits=limits,
+        handshake_timeout=options["tls-handshake-timeout"],
+        upgrade=upgrade,
+    )
     try:
         for address in options["listen"]:
             udp, tcp = bind_udp_and_tcp(address)
             listening.add_datagram(udp, DNSDatagramProtocol(handler))
             listening.add_stream(tcp, tcp_factory, "tcp")
         if options["listen-tls"]:
-            credentials = CredentialSources(
-                tuple(zip(options["tls-cert"], options["tls-key"], strict=True)),
-                Path(options["state-dir"]) if options["state-dir"] else default_state_dir(),
-                tuple(options["tls-name"]) or (socket.getfqdn() or "localhost",),
-            )
-            policy = TLSPolicy(credentials.load(), tickets=not options["no-tls-tickets"])
+            assert policy is not None
             tls_factory = TLSMemoryBIOFactory(
                 policy,
                 False,

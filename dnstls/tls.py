@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -94,10 +94,10 @@ class TLSPolicy:
         options = _OPTIONS | (0 if self.tickets else SSL.OP_NO_TICKET)
         context.set_options(options)
         context.set_cipher_list(TLS12_CIPHERS)
-        context.use_certificate(crypto.X509.from_cryptography(credential.leaf))
+        context.use_certificate(credential.leaf)
         for intermediate in credential.chain[1:]:
-            context.add_extra_chain_cert(crypto.X509.from_cryptography(intermediate))
-        context.use_privatekey(crypto.PKey.from_cryptography_key(credential.key))
+            context.add_extra_chain_cert(intermediate)
+        context.use_privatekey(credential.key)
         context.check_privatekey()
         context.set_session_id(b"dnstls")
         context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)

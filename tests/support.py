@@ -87,6 +87,9 @@ class DnstlsProcess:
     ) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **(env or {}))
         self.workdir = tempfile.mkdtemp(prefix="dnstls-test-")
+        if "--state-dir" not in args:
+            # the generated TLS certificate goes with the server, not in ~
+            args = [*args, "--state-dir", os.path.join(self.workdir, "state")]
         self.command = [
             sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
             "-n", "--pidfile=", "dnstls", *args,
@@ -189,6 +192,10 @@ def run_dnstls(
             gid = user
         start = [sys.executable, "-c", _AS_USER, f"{user}:{gid}"]
     with tempfile.TemporaryDirectory(prefix="dnstls-test-") as workdir:
+        # a generated TLS certificate goes in the scratch directory, which
+        # any user the child may become can write to
+        os.chmod(workdir, 0o777)
+        env["STATE_DIRECTORY"] = workdir
         return subprocess.run(
             [*start, "-n", "--pidfile=", "dnstls", *args],
             cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False,

@@ -322,7 +322,9 @@ def test_privileged_port_without_privilege() -> None:
     """A port below 1024 without the privilege stops twistd dnstls with one line that says so."""
     port = _privileged_port()
     line = failed_start(
-        run_dnstls(["--zones", str(ZONES), "--listen", f"127.0.0.1:{port}"], user=65534)
+        run_dnstls(
+            ["--zones", str(ZONES), "--listen", f"127.0.0.1:{port}", "--starttls", "off"], user=65534
+        )
     )
     assert line.startswith(f"twistd dnstls: cannot listen on tcp 127.0.0.1:{port}: permission denied")
     assert "below 1024" in line
