@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 import dns.edns
 import dns.exception
@@ -33,10 +34,12 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from dnstls.authority import LookupResult, Outcome, ZoneStore
 from dnstls.chaos import Chaos
+from dnstls.querylog import TLSInfo
 from dnstls.render import render
 from dnstls.upgrade import PROBE_NAME, TO, UNWILLING, WILLING, is_probe
 from dnstls.wire import QR, Header, has_opt, parse_header
@@ -93,12 +96,30 @@ class QueryContext:
     @ivar upgrade: this is the first query of a TCP/53 connection that will
         be upgraded to TLS once the reply is sent: the reply carries TO=1
         (see L{dnstls.upgrade}).
+    @ivar upgraded: the connection was upgraded from TCP/53 to TLS.
+    @ivar padding: whether a TLS reply may be padded (a test fault turns it
+        off).
+    @ivar tls: what the TLS session negotiated, once known.
     """
 
     transport: Transport
     peer: tuple[str, int]
     keepalive: int | None = None
     upgrade: bool = False
+    upgraded: bool = False
+    padding: bool = True
+    tls: TLSInfo | None = None
+
+
+class Answerer(Protocol):
+    """
+    What a listener hands queries to: the L{Handler}, or a wrapper of it.
+    """
+
+    def handle(self, wire: bytes, context: QueryContext) -> bytes | None | Deferred[bytes | None]:
+        """
+        The reply to C{wire}, now or later, or C{None} for no reply.
+        """
 
 
 class _Reply(Exception):
@@ -293,7 +314,11 @@ def _use_edns(
         timeout = struct.pack("!H", max(0, min(context.keepalive, 0xFFFF)))
         options.append(dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, timeout))
     pad = 0
-    if context.transport is Transport.TLS and dns.edns.OptionType.PADDING in asked:
+    if (
+        context.transport is Transport.TLS
+        and context.padding
+        and dns.edns.OptionType.PADDING in asked
+    ):
         pad = RESPONSE_PADDING
     flags = query.ednsflags & dns.flags.DO
     if context.upgrade or (advertise_to and context.transport is Transport.UDP):

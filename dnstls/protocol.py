@@ -45,8 +45,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dnstls.faults import Faults
 from dnstls.framing import FrameDecoder, FramingError, frame
-from dnstls.handler import Handler, QueryContext, Transport
+from dnstls.handler import Answerer, QueryContext, Transport
+from dnstls.querylog import TLSInfo
+from dnstls.querylog import negotiated as _negotiated
 from dnstls.upgrade import UpgradePolicy, should_upgrade
 
 #: RFC 7766 6.2.3 asks for an idle timeout "on the order of seconds"; Knot
@@ -70,20 +73,36 @@ class DNSDatagramProtocol(DatagramProtocol):
     log = Logger()
     noisy = False
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Answerer) -> None:
         self.handler = handler
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         """
-        Answer one query; a failure is logged and the datagram dropped.
+        Answer one query, now or when its Deferred fires; a failure is
+        logged and the datagram dropped.
         """
         context = QueryContext(Transport.UDP, (addr[0], addr[1]))
         try:
             reply = self.handler.handle(datagram, context)
-            if reply is not None:
-                self.transport.write(reply, addr)  # type: ignore[union-attr]
         except Exception:
             self.log.failure("answering a UDP query from {peer}", peer=addr)
+            return
+        if isinstance(reply, Deferred):
+            reply.addCallback(self._send, addr)
+            reply.addErrback(self._failed, addr)
+        else:
+            self._send(reply, addr)
+
+    def _send(self, reply: bytes | None, addr: Any) -> None:
+        if reply is None or self.transport is None:
+            return
+        try:
+            self.transport.write(reply, addr)
+        except Exception:
+            self.log.failure("answering a UDP query from {peer}", peer=addr)
+
+    def _failed(self, failure: Failure, addr: Any) -> None:
+        self.log.failure("answering a UDP query from {peer}", failure, peer=addr)
 
 
 @implementer(IHandshakeListener)
@@ -102,7 +121,13 @@ class DNSStreamProtocol(Protocol):
         self._abort: IDelayedCall | None = None
         self._handshake: IDelayedCall | None = None
         self.kind = factory.transport_kind
-        self.idle_timeout = factory.idle_timeout
+        faults = factory.faults
+        self.idle_timeout = (
+            faults.idle_timeout if faults and faults.idle_timeout else factory.idle_timeout
+        )
+        self._answered = 0
+        self._upgraded = False
+        self._tls: TLSInfo | None = None
         upgrade = factory.upgrade
         self._first = upgrade is not None and upgrade.policy is not UpgradePolicy.OFF
         self._discarding = False
@@ -137,6 +162,7 @@ class DNSStreamProtocol(Protocol):
         if self._handshake is not None and self._handshake.active():
             self._handshake.cancel()
         self._handshake = None
+        self._tls = _negotiated(self.transport)
 
     def _handshake_expired(self) -> None:
         self._handshake = None
@@ -158,6 +184,8 @@ class DNSStreamProtocol(Protocol):
             broken: FramingError | None = None
         except FramingError as e:
             messages, broken = e.messages, e
+        faults = self.factory.faults
+        held: list[bytes] | None = [] if faults and faults.reverse and len(messages) > 1 else None
         for message in messages:
             if self.closed:
                 return
@@ -165,12 +193,15 @@ class DNSStreamProtocol(Protocol):
             if self._first:
                 self._first = False
                 assert self.factory.upgrade is not None
-                if should_upgrade(self.factory.upgrade.policy, message):
+                declined = faults is not None and faults.decline_upgrade
+                if not declined and should_upgrade(self.factory.upgrade.policy, message):
                     # What the client sent after its first query is clear
                     # text it had no right to send: dropped, never answered.
                     self._upgrade(message)
                     return
-            self._answer(message)
+            self._answer(message, held)
+        for reply in reversed(held or []):
+            self._send(reply)
         if broken is not None:
             self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
             self._close()
@@ -180,7 +211,8 @@ class DNSStreamProtocol(Protocol):
         The edns-tcp-keepalive value to send now, in units of 100 ms: this
         connection's idle timeout, or 0 when the server is near its cap.
         """
-        if self.factory.limits.busy:
+        faults = self.factory.faults
+        if self.factory.limits.busy or (faults is not None and faults.keepalive_zero):
             return 0
         return min(0xFFFF, int(self.idle_timeout * 10))
 
@@ -191,7 +223,7 @@ class DNSStreamProtocol(Protocol):
         """
         self._discarding = True
         self._decoder.clear()
-        context = QueryContext(Transport.TCP, self.peer, self.keepalive(), upgrade=True)
+        context = self._context(upgrade=True)
         try:
             reply = self.factory.handler.handle(message, context)
         except Exception:
@@ -224,20 +256,40 @@ class DNSStreamProtocol(Protocol):
             self._close()
             return
         self._send(reply)
+        faults = self.factory.faults
+        if faults is not None and faults.abort_handshake:
+            abort = getattr(self.transport, "abortConnection", None)
+            if abort is not None:
+                abort()
+                return
         self._decoder = FrameDecoder()
         self.kind = Transport.TLS
         self.idle_timeout = upgrade.idle_timeout
+        self._upgraded = True
         self._discarding = False
         start(upgrade.tls)
         self._start_handshake_clock()
         self._start_idle()
 
-    def _answer(self, message: bytes) -> None:
+    def _context(self, upgrade: bool = False) -> QueryContext:
+        faults = self.factory.faults
+        return QueryContext(
+            Transport.TCP if upgrade else self.kind,
+            self.peer,
+            self.keepalive(),
+            upgrade=upgrade,
+            upgraded=self._upgraded,
+            padding=not (faults is not None and faults.no_padding),
+            tls=self._tls,
+        )
+
+    def _answer(self, message: bytes, held: list[bytes] | None = None) -> None:
         """
         Hand one message to the handler and send its reply, now or when its
-        Deferred fires; a failure is logged and the connection goes on.
+        Deferred fires (or keep it in C{held}, to be sent later); a failure
+        is logged and the connection goes on.
         """
-        context = QueryContext(self.kind, self.peer, self.keepalive())
+        context = self._context()
         try:
             reply = self.factory.handler.handle(message, context)
         except Exception:
@@ -247,7 +299,10 @@ class DNSStreamProtocol(Protocol):
             self._owed += 1
             reply.addCallbacks(self._send_owed, self._failed)
         elif reply is not None:
-            self._send(reply)
+            if held is not None:
+                held.append(reply)
+            else:
+                self._send(reply)
 
     def _send_owed(self, reply: bytes | None) -> None:
         self._paid()
@@ -280,6 +335,10 @@ class DNSStreamProtocol(Protocol):
             self.log.failure("framing a {size}-octet reply to {peer}", size=len(reply), peer=self.peer)
             return
         transport.write(framed)
+        self._answered += 1
+        faults = self.factory.faults
+        if faults is not None and faults.close_after and self._answered >= faults.close_after:
+            self._close()
 
     def _start_idle(self) -> None:
         """
@@ -409,13 +468,14 @@ class DNSStreamFactory(Factory):
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Answerer,
         clock: IReactorTime,
         transport_kind: Transport = Transport.TCP,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         limits: ConnectionLimits | None = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         upgrade: Upgrade | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.handler = handler
         self.clock = clock
@@ -424,6 +484,7 @@ class DNSStreamFactory(Factory):
         self.limits = limits if limits is not None else ConnectionLimits()
         self.handshake_timeout = handshake_timeout
         self.upgrade = upgrade
+        self.faults = faults
 
     @property
     def connections(self) -> set[DNSStreamProtocol]:

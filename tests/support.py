@@ -87,7 +87,7 @@ class DnstlsProcess:
     ) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **(env or {}))
         self.workdir = tempfile.mkdtemp(prefix="dnstls-test-")
-        if "--state-dir" not in args:
+        if "--state-dir" not in args and "STATE_DIRECTORY" not in (env or {}):
             # the generated TLS certificate goes with the server, not in ~
             args = [*args, "--state-dir", os.path.join(self.workdir, "state")]
         self.command = [
