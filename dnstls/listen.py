@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 
@@ -190,6 +191,7 @@ class ListeningService(Service):
         self._reactor = reactor
         self._datagram: list[tuple[socket.socket, DatagramProtocol]] = []
         self._stream: list[tuple[socket.socket, IProtocolFactory, str]] = []
+        self._control: tuple[str, IProtocolFactory] | None = None
         self.ports: list[IListeningPort] = []
 
     def add_datagram(self, sock: socket.socket, protocol: DatagramProtocol) -> None:
@@ -203,6 +205,13 @@ class ListeningService(Service):
         Serve C{factory} on the listening socket C{sock}, logged as C{name}.
         """
         self._stream.append((sock, factory, name))
+
+    def add_control(self, path: str, factory: IProtocolFactory) -> None:
+        """
+        Serve C{factory} on a UNIX socket at C{path} (the test kit's control
+        socket), created when the service starts and removed when it stops.
+        """
+        self._control = (path, factory)
 
     def close(self) -> None:
         """
@@ -231,6 +240,13 @@ class ListeningService(Service):
             self._adopted(port, sock, name)
         self._datagram.clear()
         self._stream.clear()
+        if self._control is not None:
+            path, factory = self._control
+            if os.path.exists(path):
+                os.unlink(path)
+            port = reactor.listenUNIX(path, factory, mode=0o600)  # type: ignore[attr-defined]
+            self.ports.append(port)
+            self.log.info("control socket at {path}", path=path)
 
     def _adopted(self, port: IListeningPort, sock: socket.socket, name: str) -> None:
         host, number = sock.getsockname()[:2]

@@ -23,8 +23,10 @@ from twisted.python import usage
 
 from dnstls.authority import ZoneStore
 from dnstls.chaos import Chaos
+from dnstls.control import ControlFactory
 from dnstls.errors import StartupError
-from dnstls.handler import Handler, Transport
+from dnstls.faults import FaultInjector, Faults
+from dnstls.handler import Answerer, Handler, Transport
 from dnstls.listen import (
     Address,
     ListeningService,
@@ -43,6 +45,7 @@ from dnstls.protocol import (
     DNSStreamFactory,
     Upgrade,
 )
+from dnstls.querylog import QueryLog
 from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
 from dnstls.tls import TLSPolicy
 from dnstls.upgrade import UpgradePolicy
@@ -139,6 +142,13 @@ class Options(usage.Options):
             "When a TCP/53 connection is upgraded to TLS by the EDNS TO bit: off, probe (only the "
             "first query STARTTLS. CH TXT with TO=1) or any (any first query with TO=1).",
             _policy,
+        ],
+        [
+            "control",
+            None,
+            None,
+            "For tests: a UNIX socket path where the test kit sets faults and reads the query log "
+            "(see dnstls.testing).",
         ],
         [
             "state-dir",
@@ -300,6 +310,11 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
         Chaos(options["identity"], options["version-string"]),
         advertise_to=options["advertise-to"],
     )
+    answerer: Answerer = handler
+    faults = log = None
+    if options["control"]:
+        faults, log = Faults(), QueryLog()
+        answerer = FaultInjector(handler, faults, log, reactor)
     limits = ConnectionLimits(
         total=options["max-connections"] or default_max_connections(),
         per_client=options["max-connections-per-client"],
@@ -319,18 +334,19 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     if policy is not None and starttls is not UpgradePolicy.OFF:
         upgrade = Upgrade(starttls, policy, options["tls-idle-timeout"])
     tcp_factory = DNSStreamFactory(
-        handler,
+        answerer,
         reactor,
         Transport.TCP,
         idle_timeout=options["tcp-idle-timeout"],
         limits=limits,
         handshake_timeout=options["tls-handshake-timeout"],
         upgrade=upgrade,
+        faults=faults,
     )
     try:
         for address in options["listen"]:
             udp, tcp = bind_udp_and_tcp(address)
-            listening.add_datagram(udp, DNSDatagramProtocol(handler))
+            listening.add_datagram(udp, DNSDatagramProtocol(answerer))
             listening.add_stream(tcp, tcp_factory, "tcp")
         if options["listen-tls"]:
             assert policy is not None
@@ -338,12 +354,13 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
                 policy,
                 False,
                 DNSStreamFactory(
-                    handler,
+                    answerer,
                     reactor,
                     Transport.TLS,
                     idle_timeout=options["tls-idle-timeout"],
                     limits=limits,
                     handshake_timeout=options["tls-handshake-timeout"],
+                    faults=faults,
                 ),
             )
             tls_factory.noisy = False
@@ -352,4 +369,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     except StartupError:
         listening.close()
         raise
+    if options["control"]:
+        assert faults is not None and log is not None
+        listening.add_control(options["control"], ControlFactory(faults, log))
     return ServerService(handler, listening, zones, policy, credentials, reactor)
