@@ -1,0 +1,372 @@
+# -*- test-case-name: tests.test_testing -*-
+"""
+A real DNS server for the tests of DNS clients: UDP, TCP, DNS over TLS and
+the STARTTLS upgrade on free loopback ports, with a throwaway CA, faults to
+inject while the test runs, and a log of what the client sent.
+
+    from dnstls.testing import start_server
+
+    with start_server({"www": ["A 192.0.2.1"]}) as server:
+        host, port = server.tls
+        ...  # point the client under test at it, trusting server.ca_path
+        assert server.queries()[0]["tls"]["alpn"] == "dot"
+
+The server runs as a child process (C{twistd dnstls}), so it serves
+blocking clients, Twisted and asyncio alike; L{TestServer.stop} (or leaving
+the C{with} block) ends it and removes its files.  The pytest plugin in
+L{dnstls.pytest_plugin} wraps this as fixtures.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+import dnstls
+from dnstls.certs import spki_pin
+
+#: The certificate the server presents: valid for the server name, valid
+#: for another name, or expired.
+CERTIFICATES = ("valid", "other-name", "expired")
+
+_LISTENING = re.compile(r"listening on (udp|tcp|tls) (\S+)")
+_READY = re.compile(r"serving \d+ zones")
+_PIN = re.compile(r"SPKI pin sha256 (\S+)")
+
+Zones = str | os.PathLike[str] | Mapping[str, Sequence[str]] | None
+
+
+class TestServerError(RuntimeError):
+    """
+    The test server could not start, or its control socket failed.
+    """
+
+
+class TestServer:
+    """
+    A running dnstls for a test.
+
+    @ivar udp: C{(host, port)} of plain DNS over UDP.
+    @ivar tcp: C{(host, port)} of plain DNS over TCP, where STARTTLS works.
+    @ivar tls: C{(host, port)} of DNS over TLS.
+    @ivar ca_path: the PEM file of the throwaway CA that signed the server's
+        certificate.
+    @ivar server_name: the name the certificate is for (unless
+        C{certificate="other-name"}).
+    @ivar pin: the SHA-256 SPKI pin of the server's certificate, base64.
+    @ivar origin: the zone's origin.
+    """
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(
+        self,
+        zones: Zones = None,
+        *,
+        origin: str = "example.test.",
+        server_name: str = "dns.example.test",
+        certificate: str = "valid",
+        starttls: str = "probe",
+        args: Sequence[str] = (),
+        timeout: float = 15.0,
+    ) -> None:
+        if certificate not in CERTIFICATES:
+            raise ValueError(f"certificate must be one of {', '.join(CERTIFICATES)}")
+        self.directory = Path(tempfile.mkdtemp(prefix="dnstls-fixture-"))
+        self.server_name = server_name
+        self.origin = origin if origin.endswith(".") else origin + "."
+        try:
+            zone_dir = self.directory / "zones"
+            zone_dir.mkdir()
+            _write_zones(zone_dir, zones, self.origin)
+            cert_name = "other.invalid" if certificate == "other-name" else server_name
+            self.ca_path, cert, key, self.pin = _make_certificates(
+                self.directory, cert_name, expired=certificate == "expired"
+            )
+            self._control_path = str(self.directory / "control.sock")
+            command = [
+                sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "-n", "--pidfile=", "dnstls",
+                "--zones", str(zone_dir),
+                "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+                "--tls-cert", str(cert), "--tls-key", str(key),
+                "--state-dir", str(self.directory / "state"),
+                "--starttls", starttls,
+                "--control", self._control_path,
+                *args,
+            ]
+            self._lines: list[str] = []
+            self.process = subprocess.Popen(
+                command, cwd=self.directory, env=_child_environment(),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            self._reader = threading.Thread(target=self._read, daemon=True)
+            self._reader.start()
+            addresses = self._wait(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.udp = addresses["udp"]
+        self.tcp = addresses["tcp"]
+        self.tls = addresses["tls"]
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line.rstrip("\n"))
+
+    def _wait(self, timeout: float) -> dict[str, tuple[str, int]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            lines = list(self._lines)
+            if any(_READY.search(line) for line in lines):
+                found: dict[str, tuple[str, int]] = {}
+                for line in lines:
+                    match = _LISTENING.search(line)
+                    if match:
+                        host, _, port = match.group(2).rpartition(":")
+                        found.setdefault(match.group(1), (host.strip("[]"), int(port)))
+                return found
+            time.sleep(0.02)
+        self._reader.join(1)
+        raise TestServerError("dnstls did not start:\n" + "\n".join(self._lines))
+
+    @property
+    def output(self) -> str:
+        """
+        Everything the server has logged so far.
+        """
+        return "\n".join(self._lines)
+
+    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(self._control_path)
+            sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        reply: dict[str, Any] = json.loads(data)
+        if not reply.get("ok"):
+            raise TestServerError(reply.get("error", "the control socket failed"))
+        return reply
+
+    def faults(self, **changes: Any) -> dict[str, Any]:
+        """
+        Change fault knobs while the server runs, and return them all.  See
+        L{dnstls.faults.Faults}: C{delay={"*": 0.5}}, C{rcodes={"x.": "drop"}},
+        C{reverse=True}, C{decline_upgrade=True}, C{abort_handshake=True},
+        C{close_after=3}, C{idle_timeout=1}, C{keepalive_zero=True},
+        C{truncate_udp=True}, C{no_padding=True}.
+        """
+        faults: dict[str, Any] = self._control({"op": "faults", "set": changes})["faults"]
+        return faults
+
+    def reset_faults(self) -> None:
+        """
+        Turn every fault off.
+        """
+        self._control({"op": "reset"})
+
+    def queries(self) -> list[dict[str, Any]]:
+        """
+        What the server received, oldest first: transport, peer, id, name,
+        type, rclass, rd, edns, payload, do, to, options, padding,
+        keepalive, upgraded, and tls (sni, alpn, resumed, version).
+        """
+        queries: list[dict[str, Any]] = self._control({"op": "log"})["queries"]
+        return queries
+
+    def clear_queries(self) -> None:
+        """
+        Forget the queries received so far.
+        """
+        self._control({"op": "clear"})
+
+    def stop(self) -> None:
+        """
+        Stop the server and remove its files.
+        """
+        process = getattr(self, "process", None)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        if process is not None and process.stdout is not None:
+            self._reader.join(2)
+            process.stdout.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> TestServer:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_server(zones: Zones = None, **options: Any) -> TestServer:
+    """
+    Start a L{TestServer}.
+
+    @param zones: zone text (with C{$ORIGIN}, or for C{origin}), a zone
+        file's path, or a dict of owner names (relative to C{origin}, C{@}
+        for the apex) to lists of C{"TYPE RDATA"}; an SOA and NS are added
+        when missing.  By default a small zone with C{www} and C{mail}.
+    @param options: C{origin}, C{server_name}, C{certificate} (C{valid},
+        C{other-name}, C{expired}), C{starttls} (C{probe}, C{any}, C{off}),
+        C{args} (more command-line options), C{timeout}.
+    """
+    return TestServer(zones, **options)
+
+
+DEFAULT_RECORDS: dict[str, list[str]] = {
+    "@": ["A 192.0.2.1", "MX 10 mail"],
+    "www": ["A 192.0.2.80", "AAAA 2001:db8::80"],
+    "mail": ["A 192.0.2.25"],
+}
+
+
+def _write_zones(directory: Path, zones: Zones, origin: str) -> None:
+    if zones is None:
+        zones = DEFAULT_RECORDS
+    if isinstance(zones, Mapping):
+        text = _zone_text(zones, origin)
+    elif isinstance(zones, str) and ("\n" in zones or zones.lstrip().startswith("$")):
+        text = zones if "$ORIGIN" in zones.upper() else f"$ORIGIN {origin}\n{zones}"
+    else:
+        source = Path(zones)
+        if source.is_dir():
+            for path in source.iterdir():
+                if path.is_file():
+                    shutil.copy(path, directory / path.name)
+            return
+        text = source.read_text(encoding="utf-8")
+        if "$ORIGIN" not in text.upper():
+            text = f"$ORIGIN {origin}\n{text}"
+    (directory / f"{origin.rstrip('.') or 'root'}.zone").write_text(text, encoding="utf-8")
+
+
+def _zone_text(records: Mapping[str, Sequence[str]], origin: str) -> str:
+    lines = [f"$ORIGIN {origin}", "$TTL 300"]
+    apex = [r.split(None, 1)[0].upper() for r in records.get("@", [])]
+    if "SOA" not in apex:
+        lines.append("@ SOA ns.fixture.invalid. hostmaster.fixture.invalid. 1 3600 600 86400 60")
+    if "NS" not in apex:
+        lines.append("@ NS ns.fixture.invalid.")
+    for owner, rdatas in records.items():
+        for rdata in rdatas:
+            lines.append(f"{owner} {rdata}")
+    return "\n".join(lines) + "\n"
+
+
+def _make_certificates(
+    directory: Path, name: str, expired: bool = False
+) -> tuple[str, Path, Path, str]:
+    """
+    A throwaway CA and a leaf for C{name} signed by it; return the CA path,
+    the leaf and key paths, and the leaf's SPKI pin.
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dnstls test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    start, end = (
+        (now - datetime.timedelta(days=30), now - datetime.timedelta(days=1))
+        if expired
+        else (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = directory / "ca.pem"
+    cert_path = directory / "server.pem"
+    key_path = directory / "server.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as key_file:
+        key_file.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return str(ca_path), cert_path, key_path, spki_pin(leaf)
+
+
+def _child_environment() -> dict[str, str]:
+    """
+    The environment of the server process: this one, with the dnstls that
+    imported this module first on the path (so a source checkout tests
+    itself, plugin included).
+    """
+    root = Path(dnstls.__file__).resolve().parent.parent
+    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    if (root / "twisted" / "plugins" / "dnstls_plugin.py").exists():
+        existing = environment.get("PYTHONPATH")
+        environment["PYTHONPATH"] = str(root) + (os.pathsep + existing if existing else "")
+    return environment
