@@ -206,15 +206,29 @@ class DNSStreamProtocol(Protocol):
             self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
             self._close()
 
-    def keepalive(self) -> int:
+    def keepalive(self, idle_timeout: float | None = None) -> int:
         """
         The edns-tcp-keepalive value to send now, in units of 100 ms: this
-        connection's idle timeout, or 0 when the server is near its cap.
+        connection's idle timeout (or C{idle_timeout}), or 0 when the server
+        is near its cap.
         """
         faults = self.factory.faults
         if self.factory.limits.busy or (faults is not None and faults.keepalive_zero):
             return 0
-        return min(0xFFFF, int(self.idle_timeout * 10))
+        timeout = self.idle_timeout if idle_timeout is None else idle_timeout
+        return min(0xFFFF, int(timeout * 10))
+
+    def _upgraded_idle_timeout(self) -> float:
+        """
+        The idle timeout this connection has once upgraded: the TLS one (or
+        the one a test fault imposes on every stream).
+        """
+        faults: Faults | None = self.factory.faults
+        upgrade: Upgrade | None = self.factory.upgrade
+        if faults is not None and faults.idle_timeout:
+            return faults.idle_timeout
+        assert upgrade is not None
+        return upgrade.idle_timeout
 
     def _upgrade(self, message: bytes) -> None:
         """
@@ -258,13 +272,13 @@ class DNSStreamProtocol(Protocol):
         self._send(reply)
         faults = self.factory.faults
         if faults is not None and faults.abort_handshake:
-            abort = getattr(self.transport, "abortConnection", None)
-            if abort is not None:
-                abort()
-                return
+            # Close once the TO=1 reply is flushed (abortConnection would
+            # discard it): the client sees the grant, then its handshake fails.
+            self._close()
+            return
         self._decoder = FrameDecoder()
         self.kind = Transport.TLS
-        self.idle_timeout = upgrade.idle_timeout
+        self.idle_timeout = self._upgraded_idle_timeout()
         self._upgraded = True
         self._discarding = False
         start(upgrade.tls)
@@ -272,11 +286,16 @@ class DNSStreamProtocol(Protocol):
         self._start_idle()
 
     def _context(self, upgrade: bool = False) -> QueryContext:
+        """
+        The context of a query on this connection now; for the query that
+        upgrades it, a clear-text TCP one whose keepalive is the idle
+        timeout the connection has from its reply on.
+        """
         faults = self.factory.faults
         return QueryContext(
             Transport.TCP if upgrade else self.kind,
             self.peer,
-            self.keepalive(),
+            self.keepalive(self._upgraded_idle_timeout() if upgrade else None),
             upgrade=upgrade,
             upgraded=self._upgraded,
             padding=not (faults is not None and faults.no_padding),

@@ -305,16 +305,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
         Path(zones_directory) if zones_directory is not None else default_zones_directory(),
         tuple(Path(p) for p in options["zone"]),
     )
-    handler = Handler(
-        zones.load(),
-        Chaos(options["identity"], options["version-string"]),
-        advertise_to=options["advertise-to"],
-    )
-    answerer: Answerer = handler
-    faults = log = None
-    if options["control"]:
-        faults, log = Faults(), QueryLog()
-        answerer = FaultInjector(handler, faults, log, reactor)
+    store = zones.load()
     limits = ConnectionLimits(
         total=options["max-connections"] or default_max_connections(),
         per_client=options["max-connections-per-client"],
@@ -333,6 +324,17 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     upgrade = None
     if policy is not None and starttls is not UpgradePolicy.OFF:
         upgrade = Upgrade(starttls, policy, options["tls-idle-timeout"])
+    handler = Handler(
+        store,
+        Chaos(options["identity"], options["version-string"]),
+        # TO advertises DNS over TLS, which needs a TLS door to be true
+        advertise_to=options["advertise-to"] and (upgrade is not None or bool(options["listen-tls"])),
+    )
+    answerer: Answerer = handler
+    faults = log = None
+    if options["control"]:
+        faults, log = Faults(), QueryLog()
+        answerer = FaultInjector(handler, faults, log, reactor)
     tcp_factory = DNSStreamFactory(
         answerer,
         reactor,

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import enum
 
+import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
@@ -95,8 +96,8 @@ def asks_upgrade(query: dns.message.Message) -> bool:
 def should_upgrade(policy: UpgradePolicy, wire: bytes) -> bool:
     """
     Whether the first query C{wire} of a TCP/53 connection upgrades it under
-    C{policy}.  A query that does not parse as a single-question QUERY with
-    an OPT never does.
+    C{policy}.  A message that does not parse as a single-question QUERY
+    (QR=0) with an OPT never does.
     """
     if policy is UpgradePolicy.OFF:
         return False
@@ -104,7 +105,9 @@ def should_upgrade(policy: UpgradePolicy, wire: bytes) -> bool:
         query = dns.message.from_wire(wire)
     except Exception:
         return False
-    if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
+    if query.flags & dns.flags.QR or query.opcode() != dns.opcode.QUERY:
+        return False
+    if len(query.question) != 1:
         return False
     if not asks_upgrade(query):
         return False
