@@ -64,6 +64,12 @@ class UpgradeDeclined(ClientError):
     """
 
 
+class HandshakeFailed(ClientError):
+    """
+    The TLS handshake did not complete.
+    """
+
+
 class AuthenticationFailed(ClientError):
     """
     The server's certificate does not match the name or pin required.
@@ -273,8 +279,8 @@ class Client:
         context = self.auth.context()
         try:
             tls = context.wrap_socket(sock, server_hostname=self.auth.hostname)
-        except ssl.SSLError as e:
-            raise ClientError(f"TLS handshake with {self.host}:{self.port} failed: {e}") from None
+        except (ssl.SSLError, OSError) as e:
+            raise HandshakeFailed(f"TLS handshake with {self.host}:{self.port} failed: {e}") from None
         self.auth.check(tls)
         return tls
 
@@ -298,6 +304,11 @@ class Client:
             return sock
         try:
             tls = self._handshake(sock)
+        except HandshakeFailed as e:
+            self.memory.declined(server)
+            if self.strict:
+                raise UpgradeDeclined(f"the upgrade was granted, then {e}") from None
+            return None
         except ClientError:
             self.memory.declined(server)
             if self.strict:

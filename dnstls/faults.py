@@ -11,9 +11,11 @@ production server unless C{--control} is given.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.name
@@ -21,7 +23,7 @@ import dns.rcode
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from dnstls.handler import UDP_PAYLOAD, Handler, QueryContext, Transport
+from dnstls.handler import RESPONSE_PADDING, UDP_PAYLOAD, Handler, QueryContext, Transport
 from dnstls.querylog import QueryLog
 from dnstls.render import render
 
@@ -67,27 +69,18 @@ class Faults:
     def update(self, changes: dict[str, Any]) -> None:
         """
         Set the knobs named in C{changes}; names are lower-cased with their
-        final dot added.
+        final dot added.  Either every change is made or, when one is
+        wrong, none is.
 
         @raise ValueError: for an unknown knob or a value of the wrong kind.
         """
         known = {f.name for f in fields(self)}
+        checked: dict[str, Any] = {}
         for key, value in changes.items():
             if key not in known:
                 raise ValueError(f"no fault named {key!r}")
-            if key == "delay":
-                value = {_key(n): float(v) for n, v in dict(value).items()}
-            elif key == "rcodes":
-                value = {_key(n): str(v) for n, v in dict(value).items()}
-                bad = [v for v in value.values() if v not in ACTIONS]
-                if bad:
-                    raise ValueError(f"rcodes take {', '.join(ACTIONS)}, not {bad[0]!r}")
-            elif key in ("close_after",):
-                value = None if value is None else int(value)
-            elif key == "idle_timeout":
-                value = None if value is None else float(value)
-            else:
-                value = bool(value)
+            checked[key] = _checked(key, value)
+        for key, value in checked.items():
             setattr(self, key, value)
 
     def reset(self) -> None:
@@ -119,6 +112,43 @@ class Faults:
         The knobs as plain data.
         """
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _checked(key: str, value: Any) -> Any:
+    """
+    C{value} as the knob C{key} holds it.
+
+    @raise ValueError: if it is of the wrong kind or out of range.
+    """
+    try:
+        if key == "delay":
+            delays = {_key(str(n)): float(v) for n, v in dict(value).items()}
+            if any(not 0 <= v < 3600 for v in delays.values()):
+                raise ValueError("delays are seconds, from 0 to an hour")
+            return delays
+        if key == "rcodes":
+            rcodes = {_key(str(n)): str(v) for n, v in dict(value).items()}
+            bad = [v for v in rcodes.values() if v not in ACTIONS]
+            if bad:
+                raise ValueError(f"rcodes take {', '.join(ACTIONS)}, not {bad[0]!r}")
+            return rcodes
+        if key == "close_after":
+            if value is None:
+                return None
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError("close_after is a number of answers, 1 or more")
+            return int(value)
+        if key == "idle_timeout":
+            if value is None:
+                return None
+            if isinstance(value, bool) or not 0 < float(value) <= 6553.5:
+                raise ValueError("idle_timeout is seconds, above 0")
+            return float(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{key}: {e}") from None
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} is true or false, not {value!r}")
+    return value
 
 
 def _key(name: str) -> str:
@@ -176,9 +206,31 @@ class FaultInjector:
     def _rcode(
         self, query: dns.message.Message, context: QueryContext, rcode: dns.rcode.Rcode
     ) -> bytes | None:
+        """
+        The reply C{rcode} alone, with the OPT a normal reply would have:
+        the query's DO, keepalive on a stream, padding over TLS.
+        """
         response = dns.message.make_response(query)
         if query.edns >= 0:
-            response.use_edns(0, query.ednsflags & dns.flags.DO, UDP_PAYLOAD)
+            asked = {option.otype for option in query.options}
+            options: list[dns.edns.Option] = []
+            if (
+                context.transport.is_stream
+                and context.keepalive is not None
+                and dns.edns.OptionType.KEEPALIVE in asked
+            ):
+                timeout = struct.pack("!H", max(0, min(context.keepalive, 0xFFFF)))
+                options.append(dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, timeout))
+            pad = (
+                RESPONSE_PADDING
+                if context.transport is Transport.TLS
+                and context.padding
+                and dns.edns.OptionType.PADDING in asked
+                else 0
+            )
+            response.use_edns(
+                0, query.ednsflags & dns.flags.DO, UDP_PAYLOAD, options=options, pad=pad
+            )
         response.set_rcode(rcode)
         return render(response, UDP_PAYLOAD)
 

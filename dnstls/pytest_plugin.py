@@ -33,9 +33,17 @@ def dnstls_factory() -> Iterator[Callable[..., TestServer]]:
         servers.append(server)
         return server
 
-    yield start
-    for server in servers:
-        server.stop()
+    try:
+        yield start
+    finally:
+        errors: list[BaseException] = []
+        for server in reversed(servers):
+            try:
+                server.stop()
+            except BaseException as e:  # stop the others all the same
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture

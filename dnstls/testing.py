@@ -36,6 +36,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -51,6 +54,9 @@ CERTIFICATES = ("valid", "other-name", "expired")
 _LISTENING = re.compile(r"listening on (udp|tcp|tls) (\S+)")
 _READY = re.compile(r"serving \d+ zones")
 _PIN = re.compile(r"SPKI pin sha256 (\S+)")
+_APEX_SOA = "@ SOA ns.fixture.invalid. hostmaster.fixture.invalid. 1 3600 600 86400 60"
+_APEX_NS = "@ NS ns.fixture.invalid."
+_ORIGIN = re.compile(r"^\$ORIGIN[ \t]+(\S+)", re.M | re.I)
 
 Zones = str | os.PathLike[str] | Mapping[str, Sequence[str]] | None
 
@@ -59,6 +65,8 @@ class TestServerError(RuntimeError):
     """
     The test server could not start, or its control socket failed.
     """
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
 
 
 class TestServer:
@@ -86,6 +94,7 @@ class TestServer:
         server_name: str = "dns.example.test",
         certificate: str = "valid",
         starttls: str = "probe",
+        faults: Mapping[str, Any] | None = None,
         args: Sequence[str] = (),
         timeout: float = 15.0,
     ) -> None:
@@ -97,7 +106,7 @@ class TestServer:
         try:
             zone_dir = self.directory / "zones"
             zone_dir.mkdir()
-            _write_zones(zone_dir, zones, self.origin)
+            self.origin = _write_zones(zone_dir, zones, self.origin) or self.origin
             cert_name = "other.invalid" if certificate == "other-name" else server_name
             self.ca_path, cert, key, self.pin = _make_certificates(
                 self.directory, cert_name, expired=certificate == "expired"
@@ -122,6 +131,8 @@ class TestServer:
             self._reader = threading.Thread(target=self._read, daemon=True)
             self._reader.start()
             addresses = self._wait(timeout)
+            if faults:
+                self.faults(**faults)
         except BaseException:
             self.stop()
             raise
@@ -158,17 +169,23 @@ class TestServer:
         return "\n".join(self._lines)
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(self._control_path)
-            sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        reply: dict[str, Any] = json.loads(data)
+        data = b""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(10)
+                sock.connect(self._control_path)
+                sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
+                while not data.endswith(b"\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            reply: dict[str, Any] = json.loads(data)
+        except (OSError, ValueError) as e:
+            state = "running" if self.process.poll() is None else f"exited ({self.process.returncode})"
+            raise TestServerError(
+                f"the control socket failed ({e}); the server has {state}:\n{self.output}"
+            ) from None
         if not reply.get("ok"):
             raise TestServerError(reply.get("error", "the control socket failed"))
         return reply
@@ -239,12 +256,16 @@ def start_server(zones: Zones = None, **options: Any) -> TestServer:
     Start a L{TestServer}.
 
     @param zones: zone text (with C{$ORIGIN}, or for C{origin}), a zone
-        file's path, or a dict of owner names (relative to C{origin}, C{@}
-        for the apex) to lists of C{"TYPE RDATA"}; an SOA and NS are added
-        when missing.  By default a small zone with C{www} and C{mail}.
+        file's path, a directory of C{*.zone} files (served as they are),
+        or a dict of owner names (relative to C{origin}, C{@} for the apex)
+        to lists of C{"TYPE RDATA"}.  A default TTL, an SOA and NS are added
+        to a zone that has none.  By default a small zone with C{www} and
+        C{mail}.
     @param options: C{origin}, C{server_name}, C{certificate} (C{valid},
         C{other-name}, C{expired}), C{starttls} (C{probe}, C{any}, C{off}),
-        C{args} (more command-line options), C{timeout}.
+        C{faults} (knobs in force from the first query, as for
+        L{TestServer.faults}), C{args} (more command-line options),
+        C{timeout}.
     """
     return TestServer(zones, **options)
 
@@ -256,33 +277,78 @@ DEFAULT_RECORDS: dict[str, list[str]] = {
 }
 
 
-def _write_zones(directory: Path, zones: Zones, origin: str) -> None:
+def _write_zones(directory: Path, zones: Zones, origin: str) -> str | None:
+    """
+    Write C{zones} as zone files into C{directory}; return the origin of
+    the zone written (its C{$ORIGIN} when it has one), or C{None} for a
+    directory of zones.
+    """
     if zones is None:
         zones = DEFAULT_RECORDS
     if isinstance(zones, Mapping):
         text = _zone_text(zones, origin)
-    elif isinstance(zones, str) and ("\n" in zones or zones.lstrip().startswith("$")):
-        text = zones if "$ORIGIN" in zones.upper() else f"$ORIGIN {origin}\n{zones}"
+    elif isinstance(zones, str) and _is_zone_text(zones):
+        text = zones
     else:
         source = Path(zones)
         if source.is_dir():
             for path in source.iterdir():
                 if path.is_file():
                     shutil.copy(path, directory / path.name)
-            return
+            return None
         text = source.read_text(encoding="utf-8")
-        if "$ORIGIN" not in text.upper():
-            text = f"$ORIGIN {origin}\n{text}"
+    found = _ORIGIN.search(text)
+    if found is None:
+        text = f"$ORIGIN {origin}\n{text}"
+    else:
+        origin = found.group(1) if found.group(1).endswith(".") else found.group(1) + "."
+    text = _completed(text, origin)
     (directory / f"{origin.rstrip('.') or 'root'}.zone").write_text(text, encoding="utf-8")
+    return origin
+
+
+def _completed(text: str, origin: str) -> str:
+    """
+    Zone C{text} (starting with its C{$ORIGIN}) with a default TTL, and an
+    SOA and NS at the apex, added where it has none, so that a few records
+    are enough to serve.
+    """
+    added: list[str] = []
+    if not re.search(r"^\$TTL\b", text, re.M | re.I):
+        added.append("$TTL 300")
+    first, _, rest = text.partition("\n")
+    try:
+        zone = dns.zone.from_text(
+            "\n".join([first, *added, rest]), origin, relativize=False, check_origin=False
+        )
+        apex = zone.get_node(origin)
+    except Exception:
+        apex = None  # the server will say what is wrong with it
+    else:
+        if apex is None or apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA) is None:
+            added.append(_APEX_SOA)
+        if apex is None or apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS) is None:
+            added.append(_APEX_NS)
+    return "\n".join([first, *added, rest])
+
+
+def _is_zone_text(zones: str) -> bool:
+    """
+    Whether the string C{zones} is zone text rather than a path: it has
+    several lines, a directive, or (naming no file) blanks between fields.
+    """
+    if "\n" in zones or zones.lstrip().startswith("$"):
+        return True
+    return not os.path.exists(zones) and len(zones.split()) > 1
 
 
 def _zone_text(records: Mapping[str, Sequence[str]], origin: str) -> str:
     lines = [f"$ORIGIN {origin}", "$TTL 300"]
     apex = [r.split(None, 1)[0].upper() for r in records.get("@", [])]
     if "SOA" not in apex:
-        lines.append("@ SOA ns.fixture.invalid. hostmaster.fixture.invalid. 1 3600 600 86400 60")
+        lines.append(_APEX_SOA)
     if "NS" not in apex:
-        lines.append("@ NS ns.fixture.invalid.")
+        lines.append(_APEX_NS)
     for owner, rdatas in records.items():
         for rdata in rdatas:
             lines.append(f"{owner} {rdata}")
