@@ -182,3 +182,17 @@ def test_nothing_listening_is_a_client_error(server: Server) -> None:
 
     with pytest.raises(ClientError):
         Client("127.0.0.1", free_port(), "tcp", timeout=1.0).query(queries()[0])
+
+
+def test_granted_then_failed_handshake_strict_is_declined() -> None:
+    """A strict client whose upgrade is granted but whose handshake fails raises UpgradeDeclined."""
+    from dnstls.testing import start_server
+
+    with start_server(faults={"abort_handshake": True}) as test_server:
+        client = Client(
+            *test_server.tcp, "starttls",
+            TLSAuth(hostname=test_server.server_name, ca_file=test_server.ca_path), timeout=3.0,
+        )
+        with pytest.raises(UpgradeDeclined):
+            client.query(dns.message.make_query("www.example.test.", "A"))
+        assert client.memory.has_declined(test_server.tcp)
