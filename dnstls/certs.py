@@ -92,11 +92,17 @@ def load_credential(cert_path: str | os.PathLike[str], key_path: str | os.PathLi
         (RFC 9325 section 4.5).
     """
     try:
-        chain = tuple(x509.load_pem_x509_certificates(Path(cert_path).read_bytes()))
+        cert_pem = Path(cert_path).read_bytes()
+        if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
+            raise ValueError("no PEM certificate in it")
+        chain = tuple(x509.load_pem_x509_certificates(cert_pem))
     except (OSError, ValueError) as e:
         raise StartupError(f"{cert_path}: cannot read the certificate: {_reason(e)}") from None
     try:
-        key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        key_pem = Path(key_path).read_bytes()
+        if b"PRIVATE KEY-----" not in key_pem:
+            raise ValueError("no PEM private key in it")
+        key = serialization.load_pem_private_key(key_pem, password=None)
     except (OSError, ValueError, TypeError) as e:
         raise StartupError(f"{key_path}: cannot read the private key: {_reason(e)}") from None
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
@@ -153,13 +159,32 @@ def default_credential(state_dir: str | os.PathLike[str], names: tuple[str, ...]
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as key_file:
-            key_file.write(key_pem)
-        cert_path.write_bytes(credential.leaf.public_bytes(serialization.Encoding.PEM))
+        # The key goes through a new file of mode 0600 renamed into place:
+        # opening a stale key file left by an earlier run would keep its
+        # mode, perhaps world-readable.
+        _write_private(key_path, key_pem, 0o600)
+        _write_private(cert_path, credential.leaf.public_bytes(serialization.Encoding.PEM), 0o644)
     except OSError as e:
         raise StartupError(f"{directory}: cannot keep the generated certificate: {_reason(e)}") from None
     return Credential(credential.chain, credential.key, str(cert_path))
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    """
+    Write C{data} to C{path} through a temporary file of C{mode} in the same
+    directory, renamed over C{path} once complete.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _reason(error: BaseException) -> str:

@@ -11,6 +11,7 @@ read leaves the old data serving, and the error is logged.
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import threading
@@ -187,6 +188,7 @@ class ServerService(MultiService):
         )
 
     def _log_credentials(self, credentials: Sequence[Credential]) -> None:
+        now = datetime.datetime.now(datetime.UTC)
         for credential in credentials:
             self.log.info(
                 "TLS certificate {source} for {names}, SPKI pin sha256 {pin}",
@@ -194,6 +196,21 @@ class ServerService(MultiService):
                 names=",".join(credential.names) or "(no DNS names)",
                 pin=credential.pin,
             )
+            leaf = credential.leaf
+            # Served all the same (pinning clients do not check dates), but
+            # clients that verify the chain will refuse it.
+            if leaf.not_valid_after_utc < now:
+                self.log.warn(
+                    "TLS certificate {source} expired on {date}",
+                    source=credential.source,
+                    date=leaf.not_valid_after_utc.isoformat(),
+                )
+            elif leaf.not_valid_before_utc > now:
+                self.log.warn(
+                    "TLS certificate {source} is not valid before {date}",
+                    source=credential.source,
+                    date=leaf.not_valid_before_utc.isoformat(),
+                )
 
 
 def default_state_dir() -> Path:

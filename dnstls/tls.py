@@ -9,7 +9,9 @@ RFC 9325 and RFC 8310: TLS 1.2 and 1.3 only; for 1.2 only ECDHE key
 exchange with AEAD suites; no compression, no renegotiation, no 0-RTT; the
 ALPN token C{dot} selected when offered, a list of other protocols refused,
 and no ALPN at all accepted.  Session resumption is on (tickets, or a
-server-side cache when tickets are switched off).  L{TLSPolicy.reload}
+server-side cache when tickets are switched off), also for sessions whose
+client closed without close_notify.  A connection a cap refused is closed
+before the handshake.  L{TLSPolicy.reload}
 swaps the certificates for new handshakes without touching open sessions.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -104,6 +107,7 @@ class TLSPolicy:
         context.set_timeout(SESSION_LIFETIME)
         context.set_alpn_select_callback(_select_alpn)
         context.set_tlsext_servername_callback(self._servername)
+        context.set_info_callback(_keep_sessions)
         return context
 
     def _servername(self, connection: SSL.Connection) -> None:
@@ -124,8 +128,16 @@ class TLSPolicy:
         """
         A new server-side OpenSSL connection, starting on the default
         context.
+
+        When the factory under C{TLSMemoryBIOFactory} refused the connection
+        (a connection cap: its C{buildProtocol} returned C{None}), Twisted
+        would still go on with the handshake and then fail on the missing
+        protocol, with a traceback; the connection is closed at once instead,
+        before any TLS byte is sent.
         """
-        return SSL.Connection(self._default, None)
+        if getattr(tlsProtocol, "wrappedProtocol", _ABSENT) is None:
+            tlsProtocol.wrappedProtocol = _Refused()  # type: ignore[attr-defined]
+        return _ServerConnection(self._default, None)
 
     @property
     def default(self) -> Credential:
@@ -133,6 +145,56 @@ class TLSPolicy:
         The credential served without SNI or for an unknown name.
         """
         return self.credentials[0]
+
+
+_ABSENT = object()
+
+
+class _ServerConnection(SSL.Connection):
+    """
+    An OpenSSL connection whose handshake reports a client's close_notify
+    during the handshake as the end of the connection it is.
+
+    pyOpenSSL raises C{ZeroReturnError()}, without the error list Twisted's
+    TLS transport reads, so a client that gives up mid-handshake (kdig with
+    a pin or a name the certificate does not match) would leave an
+    C{IndexError} traceback in the log.
+    """
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except SSL.ZeroReturnError:
+            raise SSL.Error(
+                [("SSL routines", "", "unexpected eof while reading: close_notify in the handshake")]
+            ) from None
+
+
+class _Refused(Protocol):
+    """
+    Stands in for the protocol a connection cap refused: closes the
+    connection as soon as it is made, before the handshake.
+    """
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
+def _keep_sessions(connection: SSL.Connection, where: int, ret: int) -> None:
+    """
+    Once the handshake is done, take a client's close without close_notify
+    (what most DNS clients do) as a clean end of the session.
+
+    OpenSSL otherwise counts such a close as a fatal error and drops the
+    session from the server's cache, so that it cannot be resumed: with
+    tickets off, TLS 1.2 and TLS 1.3 resumption depend on that cache.  TLS
+    1.1 and later allow resuming such a session (RFC 5246 section 7.2.1).
+    Only after the handshake: a close in the middle of one is a failed
+    handshake.
+    """
+    if where & SSL.SSL_CB_HANDSHAKE_DONE:
+        connection.set_options(SSL.OP_IGNORE_UNEXPECTED_EOF)
 
 
 def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:

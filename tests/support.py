@@ -85,7 +85,8 @@ class DnstlsProcess:
     def __init__(
         self, args: Sequence[str], timeout: float = 15.0, env: dict[str, str] | None = None
     ) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **(env or {}))
+        # the caller's env may override PYTHONPATH too
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.workdir = tempfile.mkdtemp(prefix="dnstls-test-")
         if "--state-dir" not in args and "STATE_DIRECTORY" not in (env or {}):
             # the generated TLS certificate goes with the server, not in ~
