@@ -191,9 +191,19 @@ class FaultInjector:
         if action == "drop":
             return None
         if action is not None:
-            reply = self._rcode(query, context, dns.rcode.from_text(action))
-        else:
-            reply = self.handler.handle(wire, context)
+            return self._misbehave(self._rcode(query, context, dns.rcode.from_text(action)), qname, context)
+        answer = self.handler.handle(wire, context)
+        if isinstance(answer, Deferred):
+            # a forwarded answer: misbehave once it is known
+            return answer.addCallback(self._misbehave, qname, context)
+        return self._misbehave(answer, qname, context)
+
+    def _misbehave(
+        self, reply: bytes | None, qname: dns.name.Name, context: QueryContext
+    ) -> bytes | None | Deferred[bytes | None]:
+        """
+        C{reply} truncated and delayed as the faults say.
+        """
         if reply is not None and self.faults.truncate_udp and context.transport is Transport.UDP:
             reply = _truncated(reply)
         delay = self.faults.delay_for(qname)

@@ -11,16 +11,21 @@ L{QueryContext} and sends back what it returns, if anything:
   - unparseable, or QDCOUNT other than 1, or a broken OPT: FORMERR;
   - a TSIG we have no key for: NOTAUTH;
   - EDNS version above 0: BADVERS;
-  - a name outside our zones: REFUSED;
+  - a name outside our zones: forwarded (see L{dnstls.forward}) when
+    forwarders are configured and the client may recurse, else REFUSED;
+    SERVFAIL with an Extended DNS Error when no upstream answers;
   - a bug: SERVFAIL, and the traceback in the log.
 
-Nothing raises out of L{Handler.handle}.
+Nothing raises out of L{Handler.handle}.  A forwarded answer comes as a
+Deferred; it never fails.  RA is set on every reply to a client that may
+recurse, and only when forwarders are configured.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,9 +41,12 @@ import dns.rdatatype
 import dns.rrset
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dnstls.authority import LookupResult, Outcome, ZoneStore
+from dnstls.cache import Answer
 from dnstls.chaos import Chaos
+from dnstls.forward import ForwardError, Recursion
 from dnstls.querylog import TLSInfo
 from dnstls.render import render
 from dnstls.upgrade import PROBE_NAME, TO, UNWILLING, WILLING, is_probe
@@ -132,6 +140,16 @@ class _Reply(Exception):
         self.rcode = rcode
 
 
+class _Recurse(Exception):
+    """
+    Raised inside the handler when the question goes upstream.
+    """
+
+    def __init__(self, response: dns.message.Message) -> None:
+        super().__init__()
+        self.response = response
+
+
 class Handler:
     """
     Turns query bytes into response bytes from authoritative data.
@@ -143,23 +161,36 @@ class Handler:
     log = Logger()
 
     def __init__(
-        self, zones: ZoneStore, chaos: Chaos | None = None, advertise_to: bool = False
+        self,
+        zones: ZoneStore,
+        chaos: Chaos | None = None,
+        advertise_to: bool = False,
+        recursion: Recursion | None = None,
     ) -> None:
         """
         @param advertise_to: set TO in UDP replies to queries with an OPT,
             the draft's SHOULD for a server willing to upgrade (off by
             default: the bit is CO in RFC 9824).
+        @param recursion: where names outside our zones are resolved, for
+            the clients it allows; C{None} refuses them.
         """
         self.zones = zones
         self.chaos = chaos if chaos is not None else Chaos()
         self.advertise_to = advertise_to
+        self.recursion = recursion
 
-    def handle(self, wire: bytes, context: QueryContext) -> bytes | None:
+    def may_recurse(self, context: QueryContext) -> bool:
+        """
+        Whether the client of C{context} gets recursion (and RA=1).
+        """
+        return self.recursion is not None and self.recursion.allows(context.peer[0])
+
+    def handle(self, wire: bytes, context: QueryContext) -> bytes | None | Deferred[bytes | None]:
         """
         Answer the query in C{wire}.
 
         @return: the response, ready to send (unframed), or C{None} to send
-            nothing.
+            nothing; a Deferred of it for a forwarded question.
         """
         header = parse_header(wire)
         if header is None or header.flags & QR:
@@ -178,10 +209,46 @@ class Handler:
             response, required = self._answer(query, context)
         except _Reply as reply:
             return self._error(wire, header, reply.rcode, context)
+        except _Recurse as recurse:
+            return self._recurse(query, recurse.response, context)
         except Exception:
             self.log.failure("answering {question}", question=query.question)
             return self._error(wire, header, dns.rcode.SERVFAIL, context)
         return render(response, self._limit(query, context), required)
+
+    def _recurse(
+        self, query: dns.message.Message, response: dns.message.Message, context: QueryContext
+    ) -> Deferred[bytes | None]:
+        """
+        Resolve the question upstream and fill C{response} (which has the
+        client's ID, question and OPT) with the answer; SERVFAIL with an
+        Extended DNS Error when that fails.
+        """
+        assert self.recursion is not None
+        question = query.question[0]
+        do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
+        resolving = self.recursion.resolve(question.name, question.rdtype, question.rdclass, do)
+
+        def answered(answer: Answer) -> bytes | None:
+            response.answer = answer.answer
+            response.authority = answer.authority
+            response.additional = answer.additional
+            response.set_rcode(answer.rcode)
+            return render(response, self._limit(query, context))
+
+        def failed(failure: Failure) -> bytes | None:
+            if isinstance(failure.value, ForwardError):
+                code = failure.value.ede
+            else:
+                self.log.failure("forwarding {question}", failure, question=query.question)
+                code = dns.edns.EDECode.OTHER
+            response.answer, response.authority, response.additional = [], [], []
+            if query.edns >= 0:
+                _use_edns(response, query, context, self.advertise_to, [dns.edns.EDEOption(code)])
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return render(response, self._limit(query, context))
+
+        return resolving.addCallbacks(answered, failed)
 
     def _limit(self, query: dns.message.Message, context: QueryContext) -> int:
         """
@@ -205,7 +272,7 @@ class Handler:
         """
         if len(query.question) != 1:
             raise _Reply(dns.rcode.FORMERR)
-        response = _start_response(query, context, self.advertise_to)
+        response = _start_response(query, context, self.advertise_to, self.may_recurse(context))
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
             return response, 0
@@ -225,6 +292,8 @@ class Handler:
             raise _Reply(dns.rcode.NOTAUTH)
         zone = self.zones.find(qname, qtype)
         if zone is None:
+            if qclass == dns.rdataclass.IN and self.may_recurse(context):
+                raise _Recurse(response)
             raise _Reply(dns.rcode.REFUSED)
         result = zone.lookup(qname, qtype)
         _fill(response, result)
@@ -255,6 +324,8 @@ class Handler:
             question = []
         response = dns.message.Message(id=header.id)
         response.flags = dns.flags.QR | (header.flags & (dns.flags.RD | dns.flags.CD))
+        if self.may_recurse(context):
+            response.flags |= dns.flags.RA
         response.set_opcode(dns.opcode.Opcode(header.opcode))
         if len(question) == 1:
             response.question = question
@@ -296,16 +367,18 @@ def _use_edns(
     query: dns.message.Message,
     context: QueryContext,
     advertise_to: bool = False,
+    extra: Sequence[dns.edns.Option] = (),
 ) -> None:
     """
     Give C{response} our OPT: version 0, our payload size, the query's DO
     and no other flag; on a stream the keepalive the client asked for (RFC
     7828, never on UDP), and over TLS padding when the client padded (RFC
     7830 section 4, never in clear text).  TO is set only in the reply that
-    grants an upgrade, and on UDP with C{advertise_to}.
+    grants an upgrade, and on UDP with C{advertise_to}.  C{extra} options
+    (an Extended DNS Error) come first.
     """
     asked = {option.otype for option in query.options}
-    options: list[dns.edns.Option] = []
+    options: list[dns.edns.Option] = list(extra)
     if (
         context.keepalive is not None
         and context.transport.is_stream
@@ -327,15 +400,20 @@ def _use_edns(
 
 
 def _start_response(
-    query: dns.message.Message, context: QueryContext, advertise_to: bool = False
+    query: dns.message.Message,
+    context: QueryContext,
+    advertise_to: bool = False,
+    recursion_available: bool = False,
 ) -> dns.message.Message:
     """
-    An empty response to C{query}: its ID, opcode, RD and CD copied, the
-    question as the client wrote it, and an OPT of our own when the query
-    had one (see L{_use_edns}).
+    An empty response to C{query}: its ID, opcode, RD and CD copied, RA
+    when C{recursion_available}, the question as the client wrote it, and
+    an OPT of our own when the query had one (see L{_use_edns}).
     """
     response = dns.message.Message(id=query.id)
     response.flags = dns.flags.QR | (query.flags & (dns.flags.RD | dns.flags.CD))
+    if recursion_available:
+        response.flags |= dns.flags.RA
     response.set_opcode(query.opcode())
     response.question = list(query.question)
     if query.edns >= 0:

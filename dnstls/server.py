@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from twisted.application.service import MultiService
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from dnstls.authority import AuthoritativeZone, ZoneStore
@@ -103,7 +104,12 @@ class ServerService(MultiService):
         tls: TLSPolicy | None = None,
         credentials: CredentialSources | None = None,
         reactor: Any = None,
+        ticket_rotation: float = 0,
     ) -> None:
+        """
+        @param ticket_rotation: every this many seconds, give the TLS
+            contexts new session-ticket keys (0: never).
+        """
         super().__init__()
         self.handler = handler
         self.listening = listening
@@ -112,6 +118,8 @@ class ServerService(MultiService):
         self._credentials = credentials
         self._reactor = reactor
         self._previous_hup: Callable[[int, FrameType | None], Any] | int | None = None
+        self._ticket_rotation = ticket_rotation
+        self._rotation: LoopingCall | None = None
         listening.setServiceParent(self)
 
     def startService(self) -> None:
@@ -124,6 +132,21 @@ class ServerService(MultiService):
             self._log_credentials(self.tls.credentials)
         self._log_zones()
         self._catch_hangup()
+        if self.tls is not None and self._ticket_rotation > 0 and self._reactor is not None:
+            self._rotation = LoopingCall(self.rotate_ticket_keys)
+            self._rotation.clock = self._reactor
+            self._rotation.start(self._ticket_rotation, now=False)
+
+    def rotate_ticket_keys(self) -> None:
+        """
+        New session-ticket keys for new handshakes: the TLS contexts are
+        rebuilt with the credentials already loaded.  pyOpenSSL cannot set
+        ticket keys, so the old key is not kept for a grace period: a client
+        holding an older ticket makes one full handshake.
+        """
+        if self.tls is not None:
+            self.tls.reload(self.tls.credentials)
+            self.log.info("TLS session-ticket keys rotated")
 
     def stopService(self) -> Any:
         """
@@ -132,6 +155,9 @@ class ServerService(MultiService):
         if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
             self._previous_hup = None
+        if self._rotation is not None and self._rotation.running:
+            self._rotation.stop()
+        self._rotation = None
         return super().stopService()
 
     def _catch_hangup(self) -> None:

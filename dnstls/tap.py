@@ -21,11 +21,14 @@ from typing import Any
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 
+from dnstls.acl import DEFAULT_ALLOW, AccessList, parse_network
 from dnstls.authority import ZoneStore
+from dnstls.cache import DEFAULT_MAX_TTL, DEFAULT_SIZE, Cache
 from dnstls.chaos import Chaos
 from dnstls.control import ControlFactory
 from dnstls.errors import StartupError
 from dnstls.faults import FaultInjector, Faults
+from dnstls.forward import Forwarder, Recursion, parse_upstream
 from dnstls.handler import Answerer, Handler, Transport
 from dnstls.listen import (
     Address,
@@ -171,6 +174,28 @@ class Options(usage.Options):
             "Drop a TLS client that has not finished its handshake after this many seconds.",
             _positive(float, "tls-handshake-timeout"),
         ],
+        [
+            "tls-ticket-rotation",
+            None,
+            86400.0,
+            "Give TLS session tickets new keys every this many seconds (clients holding an older "
+            "ticket make one full handshake).",
+            _positive(float, "tls-ticket-rotation"),
+        ],
+        [
+            "cache-size",
+            None,
+            DEFAULT_SIZE,
+            "Most answers the forwarding cache keeps; the least recently used goes first.",
+            _positive(int, "cache-size"),
+        ],
+        [
+            "cache-max-ttl",
+            None,
+            DEFAULT_MAX_TTL,
+            "Keep a forwarded answer at most this many seconds, whatever its TTL.",
+            _positive(int, "cache-max-ttl"),
+        ],
     ]
 
     optFlags = [
@@ -191,6 +216,8 @@ class Options(usage.Options):
         self["tls-cert"] = []
         self["tls-key"] = []
         self["tls-name"] = []
+        self["allow-recursion"] = []
+        self["forward"] = []
 
     def opt_zone(self, path: str) -> None:
         # One line: usage.Options shows a docstring as --help text, line
@@ -226,6 +253,20 @@ class Options(usage.Options):
     def opt_tls_name(self, name: str) -> None:
         """A DNS name for the generated self-signed certificate (repeatable) [default: this host's name]."""  # noqa: E501
         self["tls-name"].append(name)
+
+    def opt_allow_recursion(self, text: str) -> None:
+        """Clients at ADDRESS/PREFIX may have names outside our zones forwarded (repeatable); others get REFUSED for them and RA=0 [default: 127.0.0.0/8 and ::1]."""  # noqa: E501
+        try:
+            self["allow-recursion"].append(parse_network(text))
+        except ValueError as e:
+            raise usage.UsageError(f"--allow-recursion {e}") from None
+
+    def opt_forward(self, text: str) -> None:
+        """Forward names outside our zones to the resolver at HOST:PORT over UDP, TCP when truncated (repeatable: tried in order) [default: no recursion, REFUSED]."""  # noqa: E501
+        try:
+            self["forward"].append(parse_upstream(text))
+        except ValueError as e:
+            raise usage.UsageError(f"--forward {e}") from None
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -324,11 +365,19 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     upgrade = None
     if policy is not None and starttls is not UpgradePolicy.OFF:
         upgrade = Upgrade(starttls, policy, options["tls-idle-timeout"])
+    recursion = None
+    if options["forward"]:
+        recursion = Recursion(
+            AccessList(options["allow-recursion"] or DEFAULT_ALLOW),
+            Cache(reactor, options["cache-size"], options["cache-max-ttl"]),
+            Forwarder(options["forward"], reactor),
+        )
     handler = Handler(
         store,
         Chaos(options["identity"], options["version-string"]),
         # TO advertises DNS over TLS, which needs a TLS door to be true
         advertise_to=options["advertise-to"] and (upgrade is not None or bool(options["listen-tls"])),
+        recursion=recursion,
     )
     answerer: Answerer = handler
     faults = log = None
@@ -374,4 +423,12 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     if options["control"]:
         assert faults is not None and log is not None
         listening.add_control(options["control"], ControlFactory(faults, log))
-    return ServerService(handler, listening, zones, policy, credentials, reactor)
+    return ServerService(
+        handler,
+        listening,
+        zones,
+        policy,
+        credentials,
+        reactor,
+        ticket_rotation=options["tls-ticket-rotation"],
+    )

@@ -5,10 +5,9 @@ command in a child process for start-up errors and the listeners it logs.
 
 from __future__ import annotations
 
-import re
-
 import errno
 import os
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 
 from dnstls.errors import StartupError
@@ -187,7 +186,7 @@ def test_load_store_refuses_one_origin_twice(tmp_path: Path) -> None:
 
 def test_make_service() -> None:
     """makeService binds UDP and TCP on one port and logs both, then the zones, when started."""
-    reactor = MemoryReactor()
+    reactor = MemoryReactorClock()
     options = parse("--zones", str(ZONES), "--listen", "127.0.0.1:0")
     service = makeService(options, reactor=reactor)
     assert isinstance(service, ServerService)
@@ -216,7 +215,7 @@ def test_make_service_bad_zone_binds_nothing(tmp_path: Path) -> None:
     port = free_port()
     options = parse("--zones", str(tmp_path), "--listen", f"127.0.0.1:{port}")
     with pytest.raises(StartupError, match="bad.test.zone"):
-        makeService(options, reactor=MemoryReactor())
+        makeService(options, reactor=MemoryReactorClock())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
 
@@ -233,7 +232,7 @@ def test_make_service_releases_sockets_on_failure() -> None:
             "--listen", f"127.0.0.1:{port}", "--listen", f"127.0.0.1:{busy_port}",
         )
         with pytest.raises(StartupError, match="address already in use"):
-            makeService(options, reactor=MemoryReactor())
+            makeService(options, reactor=MemoryReactorClock())
     with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
         tcp.bind(("127.0.0.1", port))
         udp.bind(("127.0.0.1", port))
