@@ -11,7 +11,6 @@ import base64
 import datetime
 import hashlib
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -32,7 +31,7 @@ from dnstls.certs import (
 )
 from dnstls.errors import StartupError
 from tests.certs import Issuer, Leaf, key_pem, make_ca, make_leaf, new_key
-from tests.support import ZONES, DnstlsProcess, run_dnstls
+from tests.support import ZONES, DnstlsProcess, require_tool, run_dnstls
 
 
 @pytest.fixture
@@ -254,9 +253,7 @@ def test_default_broken_files(tmp_path: Path) -> None:
 
 def _openssl_pin(cert: Path) -> str:
     """The SPKI pin as the recipe in RFC 7858 and kdig's manual computes it, with the openssl CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    openssl = require_tool("openssl")
     public = subprocess.run(
         [openssl, "x509", "-in", str(cert), "-pubkey", "-noout"],
         capture_output=True, check=True,
