@@ -8,6 +8,9 @@ new socket on a random source port with a random ID for every query (RFC
 5452); a reply counts only when its ID, name (in any case), type and class
 match the question, and anything else arriving on that socket is ignored.
 A truncated reply (TC=1) makes the same upstream be asked again over TCP.
+A DNS-over-TLS upstream (C{--forward-tls HOST:PORT#NAME}, see
+L{dnstls.forward_tls}) takes its turn in the same order, on its one
+persistent, pipelined connection.
 An upstream that does not answer within C{timeout} seconds, refuses the
 connection, or answers SERVFAIL, REFUSED, FORMERR or NOTIMP is skipped for
 the next one; when none is left the query fails with L{ForwardError},
@@ -30,6 +33,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import DatagramProtocol, Protocol, connectionDone
@@ -38,6 +42,7 @@ from twisted.python.failure import Failure
 
 from dnstls.acl import AccessList
 from dnstls.cache import Answer, Cache, cache_key
+from dnstls.forward_tls import TLSClient, TLSUpstream
 from dnstls.framing import FrameDecoder, FramingError, frame
 from dnstls.listen import parse_address
 
@@ -193,18 +198,35 @@ class Forwarder:
 
     @ivar upstreams: where to ask, in order.
     @ivar timeout: seconds to wait for each (per transport).
+    @ivar tls_clients: the connection to each DNS-over-TLS upstream.
     """
 
     log = Logger()
 
     def __init__(
-        self, upstreams: Sequence[Upstream], reactor: Any, timeout: float = DEFAULT_TIMEOUT
+        self,
+        upstreams: Sequence[Upstream | TLSUpstream],
+        reactor: Any,
+        timeout: float = DEFAULT_TIMEOUT,
+        tls_trust: Any = None,
     ) -> None:
+        """
+        @param tls_trust: the roots that DNS-over-TLS upstreams' certificates
+            must chain to (an C{IOpenSSLTrustRoot}); the system's by default.
+        """
         if not upstreams:
             raise ValueError("a forwarder needs an upstream")
         self.upstreams = tuple(upstreams)
         self.reactor = reactor
         self.timeout = timeout
+        self.tls_clients: dict[TLSUpstream, TLSClient] = {}
+        for upstream in self.upstreams:
+            if isinstance(upstream, TLSUpstream) and upstream not in self.tls_clients:
+                if tls_trust is None:
+                    from twisted.internet.ssl import platformTrust
+
+                    tls_trust = platformTrust()
+                self.tls_clients[upstream] = TLSClient(upstream, reactor, tls_trust, timeout)
 
     def query(self, qname: dns.name.Name, qtype: int, qclass: int, do: bool) -> Deferred[Answer]:
         """
@@ -219,9 +241,12 @@ class Forwarder:
         for upstream in self.upstreams:
             query = make_query(qname, qtype, qclass, do)
             try:
-                reply = await self._udp(upstream, query)
-                if reply.flags & dns.flags.TC:
-                    reply = await self._tcp(upstream, query)
+                if isinstance(upstream, TLSUpstream):
+                    reply = await self._tls(upstream, query)
+                else:
+                    reply = await self._udp(upstream, query)
+                    if reply.flags & dns.flags.TC:
+                        reply = await self._tcp(upstream, query)
             except _Timeout:
                 self.log.info("{upstream} did not answer {qname}", upstream=upstream, qname=qname)
                 continue
@@ -268,6 +293,22 @@ class Forwarder:
             return reply
         finally:
             port.stopListening()
+
+    async def _tls(self, upstream: TLSUpstream, query: dns.message.Message) -> dns.message.Message:
+        waiting = self.tls_clients[upstream].query(query)
+        waiting.addTimeout(self.timeout, self.reactor)
+        try:
+            reply: dns.message.Message = await waiting
+        except DeferredTimeout:
+            raise _Timeout() from None
+        return reply
+
+    def close(self) -> None:
+        """
+        Close the connections to DNS-over-TLS upstreams.
+        """
+        for client in self.tls_clients.values():
+            client.close()
 
     async def _tcp(self, upstream: Upstream, query: dns.message.Message) -> dns.message.Message:
         kind = TCP6ClientEndpoint if ":" in upstream.host else TCP4ClientEndpoint

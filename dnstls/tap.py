@@ -10,6 +10,7 @@ bad option one line and exit status 2.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
@@ -29,6 +30,7 @@ from dnstls.control import ControlFactory
 from dnstls.errors import StartupError
 from dnstls.faults import FaultInjector, Faults
 from dnstls.forward import Forwarder, Recursion, parse_upstream
+from dnstls.forward_tls import TLSUpstream, load_trust_root, parse_pin, parse_tls_upstream
 from dnstls.handler import Answerer, Handler, Transport
 from dnstls.listen import (
     Address,
@@ -183,6 +185,13 @@ class Options(usage.Options):
             _positive(float, "tls-ticket-rotation"),
         ],
         [
+            "forward-tls-ca",
+            None,
+            None,
+            "A PEM file of the roots that --forward-tls upstreams' certificates must chain to "
+            "[default: the system's].",
+        ],
+        [
             "cache-size",
             None,
             DEFAULT_SIZE,
@@ -267,6 +276,25 @@ class Options(usage.Options):
             self["forward"].append(parse_upstream(text))
         except ValueError as e:
             raise usage.UsageError(f"--forward {e}") from None
+
+    def opt_forward_tls(self, text: str) -> None:
+        """Forward names outside our zones to the resolver at HOST:PORT#NAME over DNS over TLS, its certificate checked for NAME; one connection, reused and pipelined (repeatable; tried in order among the --forward upstreams)."""  # noqa: E501
+        try:
+            self["forward"].append(parse_tls_upstream(text))
+        except ValueError as e:
+            raise usage.UsageError(f"--forward-tls {e}") from None
+
+    def opt_forward_tls_pin(self, text: str) -> None:
+        """A base64 SHA-256 SPKI pin for the last --forward-tls upstream given before it (repeatable: any pin matches); a pinned upstream is authenticated by its key alone, not by --forward-tls-ca and NAME."""  # noqa: E501
+        tls = [i for i, u in enumerate(self["forward"]) if isinstance(u, TLSUpstream)]
+        if not tls:
+            raise usage.UsageError("--forward-tls-pin follows the --forward-tls it pins")
+        try:
+            pin = parse_pin(text)
+        except ValueError as e:
+            raise usage.UsageError(f"--forward-tls-pin {e}") from None
+        upstream = self["forward"][tls[-1]]
+        self["forward"][tls[-1]] = dataclasses.replace(upstream, pins=(*upstream.pins, pin))
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """
@@ -367,10 +395,14 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
         upgrade = Upgrade(starttls, policy, options["tls-idle-timeout"])
     recursion = None
     if options["forward"]:
+        try:
+            trust = load_trust_root(options["forward-tls-ca"])
+        except ValueError as e:
+            raise StartupError(f"--forward-tls-ca {e}") from None
         recursion = Recursion(
             AccessList(options["allow-recursion"] or DEFAULT_ALLOW),
             Cache(reactor, options["cache-size"], options["cache-max-ttl"]),
-            Forwarder(options["forward"], reactor),
+            Forwarder(options["forward"], reactor, tls_trust=trust),
         )
     handler = Handler(
         store,
