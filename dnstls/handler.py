@@ -296,6 +296,16 @@ class Handler:
                 raise _Recurse(response)
             raise _Reply(dns.rcode.REFUSED)
         result = zone.lookup(qname, qtype)
+        if (
+            result.outcome is Outcome.DELEGATION
+            and not result.answer
+            and query.flags & dns.flags.RD
+            and qclass == dns.rdataclass.IN
+            and self.may_recurse(context)
+        ):
+            # below a cut in our zone: a client that may recurse wants the
+            # answer, not our referral (BIND does the same)
+            raise _Recurse(response)
         _fill(response, result)
         return response, result.required
 

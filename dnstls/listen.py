@@ -210,7 +210,16 @@ class ListeningService(Service):
         """
         Serve C{factory} on a UNIX socket at C{path} (the test kit's control
         socket), created when the service starts and removed when it stops.
+
+        @raise StartupError: if the socket's directory is missing or not
+            writable (the sockets bound so far are closed).
         """
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            self.close()
+            raise StartupError(
+                f"cannot make the control socket {path}: {directory} is not a writable directory"
+            )
         self._control = (path, factory)
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from dnstls.errors import StartupError
 from dnstls.handler import Handler
 from dnstls.listen import ListeningService
 from dnstls.tls import TLSPolicy
-from dnstls.zonefile import load_zone, zone_files
+from dnstls.zonefile import load_zone, refuse_signed, zone_files
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class ZoneSources:
         store = ZoneStore()
         sources: dict[object, Path] = {}
         for path in [*zone_files(self.directory), *self.files]:
-            zone = AuthoritativeZone(load_zone(path))
+            loaded = load_zone(path)
+            refuse_signed(loaded, path)
+            zone = AuthoritativeZone(loaded)
             if zone.origin in sources:
                 raise StartupError(
                     f"{path}: zone {zone.origin} is already loaded from {sources[zone.origin]}"

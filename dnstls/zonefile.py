@@ -516,3 +516,26 @@ def _reason(error: BaseException) -> str:
         return error.strerror.lower()
     text = str(error) or error.__class__.__doc__ or error.__class__.__name__
     return text.strip().splitlines()[0]
+
+
+_DNSSEC_TYPES = frozenset(
+    {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3, dns.rdatatype.NSEC3PARAM}
+)
+
+
+def refuse_signed(zone: dns.zone.Zone, source: str | os.PathLike[str]) -> None:
+    """
+    Refuse a DNSSEC-signed zone: the server does not serve signatures or
+    denial-of-existence proofs yet, and a signed zone served without them
+    is bogus to every validating resolver once its parent has a DS.
+
+    @raise ZoneError: naming the first signature or NSEC record found.
+    """
+    for name, node in zone.nodes.items():
+        for rdataset in node.rdatasets:
+            if rdataset.rdtype in _DNSSEC_TYPES:
+                kind = dns.rdatatype.to_text(rdataset.rdtype)
+                raise ZoneError(
+                    f"{source}: {kind} at {name}: DNSSEC-signed zones are not served yet "
+                    "(no RRSIG/NSEC in answers); load the unsigned zone"
+                )

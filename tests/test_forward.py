@@ -365,3 +365,39 @@ def test_forward_option_checked(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             Options().parseOptions(["--forward", bad])
         assert "--forward" in capsys.readouterr().err
+
+
+DELEGATING_ZONE = """$ORIGIN deleg.test.
+$TTL 300
+@    SOA ns hostmaster 1 3600 600 86400 60
+     NS  ns
+ns   A   192.0.2.53
+sub  NS  ns.sub
+ns.sub A 192.0.2.54
+"""
+
+
+def test_name_below_our_delegation_is_resolved_for_recursion_clients(
+    tmp_path: Path,
+) -> None:
+    """A recursion client asking with RD=1 below our delegation gets the answer, not our referral."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "deleg.test.zone").write_text(DELEGATING_ZONE)
+    with start_server({"host": ["A 192.0.2.77"]}, origin="sub.deleg.test.") as child:
+        server = forwarding(zones, child.udp)
+        try:
+            reply = ask(server, "host.sub.deleg.test.")
+            assert reply.rcode() == dns.rcode.NOERROR
+            assert [rr.to_text() for rr in reply.answer[0]] == ["192.0.2.77"]
+            assert reply.flags & dns.flags.RA
+            cached = ask(server, "host.sub.deleg.test.")
+            query = dns.message.make_query("host.sub.deleg.test.", "A")
+            query.flags &= ~dns.flags.RD
+            host, port = server.address("udp")
+            referral = dns.query.udp(query, host, port=port, timeout=TIMEOUT)
+            assert not referral.answer
+            assert [rrset.rdtype for rrset in referral.authority] == [dns.rdatatype.NS]
+            assert cached.answer
+        finally:
+            server.stop()

@@ -409,3 +409,25 @@ def test_embedded_default(tmp_path: Path) -> None:
         server.stop()
     assert response.rcode() == dns.rcode.NOERROR
     assert response.answer
+
+
+def test_signed_zone_refused(tmp_path: Path) -> None:
+    """A DNSSEC-signed zone stops start-up with one line saying it cannot be served yet."""
+    (tmp_path / "s.test.zone").write_text(
+        "$ORIGIN s.test.\n$TTL 300\n@ SOA ns hostmaster 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n"
+        "ns RRSIG A 13 2 300 20300101000000 20200101000000 1 s.test. "
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==\n"
+    )
+    with pytest.raises(StartupError, match=r"s\.test\.zone: RRSIG at ns\.s\.test\.: DNSSEC-signed"):
+        load_store(tmp_path, [])
+
+
+def test_control_socket_in_missing_directory() -> None:
+    """--control in a directory that does not exist stops start-up with one line, no traceback."""
+    result = run_dnstls(
+        ["--zones", str(ZONES), "--listen", "127.0.0.1:0", "--control", "/nonexistent/dir/sock"]
+    )
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert lines[-1].startswith("twistd dnstls: cannot make the control socket /nonexistent/dir/sock")
