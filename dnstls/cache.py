@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -37,15 +38,18 @@ DEFAULT_SIZE = 10000
 #: The longest an answer is kept, in seconds (C{--cache-max-ttl}).
 DEFAULT_MAX_TTL = 86400
 
-#: (lower-cased qname, qtype, qclass, DO)
-CacheKey = tuple[dns.name.Name, int, int, bool]
+#: (lower-cased qname, qtype, qclass, DO, CD)
+CacheKey = tuple[dns.name.Name, int, int, bool, bool]
 
 
-def cache_key(qname: dns.name.Name, qtype: int, qclass: int, do: bool) -> CacheKey:
+def cache_key(
+    qname: dns.name.Name, qtype: int, qclass: int, do: bool, cd: bool = False
+) -> CacheKey:
     """
-    The key of a question: the name compared without regard to case.
+    The key of a question: the name compared without regard to case; an
+    answer fetched with checking disabled (CD) is kept apart.
     """
-    return (qname.canonicalize(), int(qtype), int(qclass), bool(do))
+    return (qname.canonicalize(), int(qtype), int(qclass), bool(do), bool(cd))
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Answer:
     answer: list[dns.rrset.RRset]
     authority: list[dns.rrset.RRset]
     additional: list[dns.rrset.RRset]
+    #: the upstream set AD: it validated the data (RFC 4035 3.2.3)
+    authenticated: bool = False
 
     @classmethod
     def from_message(cls, message: dns.message.Message) -> Answer:
@@ -69,6 +75,7 @@ class Answer:
             [_copy(r) for r in message.answer],
             [_copy(r) for r in message.authority],
             [_copy(r) for r in message.additional if r.rdtype != dns.rdatatype.OPT],
+            bool(message.flags & dns.flags.AD),
         )
 
     def copy(self) -> Answer:
@@ -80,6 +87,7 @@ class Answer:
             [_copy(r) for r in self.answer],
             [_copy(r) for r in self.authority],
             [_copy(r) for r in self.additional],
+            self.authenticated,
         )
 
 
@@ -151,7 +159,13 @@ class Cache:
         def served(rrsets: list[dns.rrset.RRset]) -> list[dns.rrset.RRset]:
             return [_copy(r, max(0, min(r.ttl, limit) - elapsed)) for r in rrsets]
 
-        return Answer(kept.rcode, served(kept.answer), served(kept.authority), served(kept.additional))
+        return Answer(
+            kept.rcode,
+            served(kept.answer),
+            served(kept.authority),
+            served(kept.additional),
+            kept.authenticated,
+        )
 
     def put(self, key: CacheKey, answer: Answer) -> bool:
         """

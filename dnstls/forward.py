@@ -97,10 +97,12 @@ def parse_upstream(text: str) -> Upstream:
     return Upstream(address.host, address.port)
 
 
-def make_query(qname: dns.name.Name, qtype: int, qclass: int, do: bool) -> dns.message.Message:
+def make_query(
+    qname: dns.name.Name, qtype: int, qclass: int, do: bool, cd: bool = False
+) -> dns.message.Message:
     """
-    The query sent upstream: RD=1, EDNS with our payload size and the
-    client's DO, and a random ID.
+    The query sent upstream: RD=1, EDNS with our payload size, the client's
+    DO and CD, and a random ID.
     """
     query = dns.message.make_query(
         qname,
@@ -109,6 +111,8 @@ def make_query(qname: dns.name.Name, qtype: int, qclass: int, do: bool) -> dns.m
         use_edns=0, payload=UPSTREAM_PAYLOAD, want_dnssec=do
     )
     query.id = secrets.randbelow(0x10000)
+    if cd:
+        query.flags |= dns.flags.CD
     return query
 
 
@@ -228,18 +232,22 @@ class Forwarder:
                     tls_trust = platformTrust()
                 self.tls_clients[upstream] = TLSClient(upstream, reactor, tls_trust, timeout)
 
-    def query(self, qname: dns.name.Name, qtype: int, qclass: int, do: bool) -> Deferred[Answer]:
+    def query(
+        self, qname: dns.name.Name, qtype: int, qclass: int, do: bool, cd: bool = False
+    ) -> Deferred[Answer]:
         """
         The first answer an upstream gives.
 
         @return: fires with the L{Answer}, or fails with L{ForwardError}.
         """
-        return Deferred.fromCoroutine(self._query(qname, qtype, qclass, do))
+        return Deferred.fromCoroutine(self._query(qname, qtype, qclass, do, cd))
 
-    async def _query(self, qname: dns.name.Name, qtype: int, qclass: int, do: bool) -> Answer:
+    async def _query(
+        self, qname: dns.name.Name, qtype: int, qclass: int, do: bool, cd: bool = False
+    ) -> Answer:
         silent = True
         for upstream in self.upstreams:
-            query = make_query(qname, qtype, qclass, do)
+            query = make_query(qname, qtype, qclass, do, cd)
             try:
                 if isinstance(upstream, TLSUpstream):
                     reply = await self._tls(upstream, query)
@@ -340,9 +348,15 @@ class Recursion:
         """
         return self.acl.allows(host)
 
-    def resolve(self, qname: dns.name.Name, qtype: int, qclass: int, do: bool) -> Deferred[Answer]:
+    def resolve(
+        self, qname: dns.name.Name, qtype: int, qclass: int, do: bool, cd: bool = False
+    ) -> Deferred[Answer]:
         """
-        The answer to a question, from the cache or the upstreams.
+        The answer to a question, from the cache or the upstreams; CD is
+        passed on, so a validating client can see data its resolver would
+        reject.
         """
-        key = cache_key(qname, qtype, qclass, do)
-        return self.cache.resolve(key, lambda: self.forwarder.query(key[0], qtype, qclass, do))
+        key = cache_key(qname, qtype, qclass, do, cd)
+        return self.cache.resolve(
+            key, lambda: self.forwarder.query(key[0], qtype, qclass, do, cd)
+        )

@@ -227,13 +227,20 @@ class Handler:
         assert self.recursion is not None
         question = query.question[0]
         do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
-        resolving = self.recursion.resolve(question.name, question.rdtype, question.rdclass, do)
+        cd = bool(query.flags & dns.flags.CD)
+        resolving = self.recursion.resolve(
+            question.name, question.rdtype, question.rdclass, do, cd
+        )
+        # AD goes to a client that asked for it with DO or AD (RFC 6840 5.7)
+        wants_ad = do or bool(query.flags & dns.flags.AD)
 
         def answered(answer: Answer) -> bytes | None:
             response.answer = answer.answer
             response.authority = answer.authority
             response.additional = answer.additional
             response.set_rcode(answer.rcode)
+            if answer.authenticated and wants_ad:
+                response.flags |= dns.flags.AD
             return render(response, self._limit(query, context))
 
         def failed(failure: Failure) -> bytes | None:

@@ -6,6 +6,7 @@ coalescing of identical questions.
 
 from __future__ import annotations
 
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -191,3 +192,23 @@ def test_upstream_message_loses_opt() -> None:
     answer = Answer.from_message(wire)
     assert answer.additional == []
     assert [r.rdtype for r in answer.answer] == [dns.rdatatype.A]
+
+
+def test_checking_disabled_answers_kept_apart() -> None:
+    """An answer fetched with CD set is not served to a question without CD, and vice versa."""
+    plain = cache_key(WWW, dns.rdatatype.A, dns.rdataclass.IN, False)
+    unchecked = cache_key(WWW, dns.rdatatype.A, dns.rdataclass.IN, False, cd=True)
+    assert plain != unchecked
+    assert cache_key(WWW, dns.rdatatype.A, dns.rdataclass.IN, False, cd=False) == plain
+
+
+def test_authenticated_flag_survives_the_cache() -> None:
+    """An upstream's AD is remembered with the answer and served from the cache."""
+    message = dns.message.make_response(dns.message.make_query(WWW, "A"))
+    message.flags |= dns.flags.AD
+    message.answer.append(dns.rrset.from_text(WWW, 300, "IN", "A", "192.0.2.1"))
+    cache = Cache(Clock())
+    cache.put(KEY, Answer.from_message(message))
+    served = cache.get(KEY)
+    assert served is not None and served.authenticated
+    assert served.copy().authenticated

@@ -25,6 +25,7 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 from dnstls.forward import matching_reply, parse_upstream
@@ -401,3 +402,62 @@ def test_name_below_our_delegation_is_resolved_for_recursion_clients(
             assert cached.answer
         finally:
             server.stop()
+
+
+@pytest.fixture
+def validating_upstream() -> Iterator[tuple[tuple[str, int], list[bool]]]:
+    """
+    A UDP upstream on loopback that answers every A question with AD set
+    (as a validating resolver does) and records whether each query had CD.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    seen_cd: list[bool] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(65535)
+            except OSError:
+                continue
+            query = dns.message.from_wire(data)
+            seen_cd.append(bool(query.flags & dns.flags.CD))
+            reply = dns.message.make_response(query)
+            reply.flags |= dns.flags.AD | dns.flags.RA
+            reply.answer.append(
+                dns.rrset.from_text(query.question[0].name, 60, "IN", "A", "192.0.2.99")
+            )
+            sock.sendto(reply.to_wire(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname(), seen_cd
+    finally:
+        stop.set()
+        thread.join(2)
+        sock.close()
+
+
+def test_ad_passed_on_and_cd_passed_up(
+    local_zones: Path, validating_upstream: tuple[tuple[str, int], list[bool]]
+) -> None:
+    """The upstream's AD reaches clients that set DO or AD, and a client's CD reaches the upstream."""
+    address, seen_cd = validating_upstream
+    server = forwarding(local_zones, address)
+    try:
+        with_do = ask(server, "signed.example.", want_dnssec=True)
+        assert with_do.flags & dns.flags.AD
+        plain = ask(server, "signed.example.", use_edns=False)
+        assert not plain.flags & dns.flags.AD
+        assert seen_cd == [False, False]  # DO is part of the cache key: two questions
+        query = dns.message.make_query("unchecked.example.", "A", want_dnssec=True)
+        query.flags |= dns.flags.CD
+        host, port = server.address("udp")
+        reply = dns.query.udp(query, host, port=port, timeout=TIMEOUT)
+        assert reply.flags & dns.flags.CD
+        assert seen_cd == [False, False, True]
+    finally:
+        server.stop()
