@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 
 from dnstls.acl import DEFAULT_ALLOW, AccessList, parse_network
@@ -52,7 +51,7 @@ from dnstls.protocol import (
 )
 from dnstls.querylog import QueryLog
 from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
-from dnstls.tls import TLSPolicy
+from dnstls.tls import TLSPolicy, TLSServerFactory
 from dnstls.upgrade import UpgradePolicy
 
 DEFAULT_LISTEN = ("0.0.0.0:53", "[::]:53")
@@ -433,9 +432,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
             listening.add_stream(tcp, tcp_factory, "tcp")
         if options["listen-tls"]:
             assert policy is not None
-            tls_factory = TLSMemoryBIOFactory(
+            tls_factory = TLSServerFactory(
                 policy,
-                False,
                 DNSStreamFactory(
                     answerer,
                     reactor,
@@ -446,7 +444,6 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
                     faults=faults,
                 ),
             )
-            tls_factory.noisy = False
             for address in options["listen-tls"]:
                 listening.add_stream(bind_stream(address, "tls"), tls_factory, "tls")
     except StartupError:

@@ -21,9 +21,13 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import (
+    IAddress,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+)
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from dnstls.certs import Credential
@@ -128,15 +132,7 @@ class TLSPolicy:
         """
         A new server-side OpenSSL connection, starting on the default
         context.
-
-        When the factory under C{TLSMemoryBIOFactory} refused the connection
-        (a connection cap: its C{buildProtocol} returned C{None}), Twisted
-        would still go on with the handshake and then fail on the missing
-        protocol, with a traceback; the connection is closed at once instead,
-        before any TLS byte is sent.
         """
-        if getattr(tlsProtocol, "wrappedProtocol", _ABSENT) is None:
-            tlsProtocol.wrappedProtocol = _Refused()  # type: ignore[attr-defined]
         return _ServerConnection(self._default, None)
 
     @property
@@ -145,9 +141,6 @@ class TLSPolicy:
         The credential served without SNI or for an unknown name.
         """
         return self.credentials[0]
-
-
-_ABSENT = object()
 
 
 class _ServerConnection(SSL.Connection):
@@ -170,15 +163,29 @@ class _ServerConnection(SSL.Connection):
             ) from None
 
 
-class _Refused(Protocol):
+class TLSServerFactory(TLSMemoryBIOFactory):
     """
-    Stands in for the protocol a connection cap refused: closes the
-    connection as soon as it is made, before the handshake.
+    The TLS port's factory: TLS around a stream factory, which refuses a
+    connection (a connection cap) by building no protocol.
+
+    Twisted's C{TLSMemoryBIOFactory} would wrap the missing protocol and go
+    on with the handshake, then fail with a traceback; this one builds
+    nothing either, so the port closes the connection before any TLS byte.
     """
 
-    def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.transport.abortConnection()  # type: ignore[attr-defined]
+    noisy = False
+
+    def __init__(self, policy: IOpenSSLServerConnectionCreator, factory: IProtocolFactory) -> None:
+        super().__init__(policy, False, factory)
+
+    def buildProtocol(self, addr: IAddress | None) -> TLSMemoryBIOProtocol | None:  # type: ignore[override]
+        """
+        TLS around the stream factory's protocol, or C{None} when it refused.
+        """
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return self.protocol(self, wrapped)
 
 
 def _keep_sessions(connection: SSL.Connection, where: int, ret: int) -> None:

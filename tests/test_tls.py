@@ -33,7 +33,7 @@ from twisted.test.iosim import IOPump, connectedServerAndClient
 from zope.interface import implementer
 
 from dnstls.certs import Credential, load_credential
-from dnstls.tls import TLSPolicy, pem_certificate
+from dnstls.tls import TLSPolicy, TLSServerFactory, pem_certificate
 from tests.certs import Issuer, Leaf, make_ca, make_leaf
 
 
@@ -212,13 +212,12 @@ def connect(
     sni: str | None = None,
     alpn: Sequence[bytes] = (),
     session: SSL.Session | None = None,
-    refuse: bool = False,
 ) -> Pair:
     """A client connected to C{server} in memory, the handshake pumped to its end."""
     clock = Clock()
     spy = _Spy(server)
     client_connection = client.connection(sni, alpn, session)
-    servers, clients = Recorders(refuse), Recorders()
+    servers, clients = Recorders(), Recorders()
     server_factory = TLSMemoryBIOFactory(spy, False, servers, clock=clock)
     client_factory = TLSMemoryBIOFactory(
         _ClientCreator(client_connection), True, clients, clock=clock
@@ -657,13 +656,26 @@ def test_reload_mismatched_key_keeps_old(certs: Certs) -> None:
 # Refused connections
 
 
-def test_refused_connection_closed_before_handshake(policy: TLSPolicy, certs: Certs) -> None:
-    """A connection the factory underneath refuses (a cap) is closed before any TLS byte, nothing raised."""
-    pair = connect(policy, TLSClient(certs.ca), refuse=True)
-    assert pair.server is None
-    assert not pair.client.handshook
-    assert pair.client.lost is not None
-    assert pair.server_transport.disconnected or pair.server_transport.disconnecting
+def test_refused_connection_closed_before_handshake(policy: TLSPolicy) -> None:
+    """
+    A connection the stream factory refuses (a cap) gets no protocol from the
+    TLS port's factory, so the port closes it before any TLS byte: no OpenSSL
+    connection is even made.  (On real sockets: test_dot_real's per-client
+    cap test.)
+    """
+    spy = _Spy(policy)
+    servers = Recorders(refuse=True)
+    assert TLSServerFactory(spy, servers).buildProtocol(None) is None
+    assert spy.connections == []
+    assert servers.built == []
+
+
+def test_tls_port_factory_wraps_what_it_is_given(policy: TLSPolicy) -> None:
+    """When the stream factory builds a protocol, the TLS port's factory wraps it in TLS."""
+    servers = Recorders()
+    built = TLSServerFactory(policy, servers).buildProtocol(None)
+    assert isinstance(built, TLSMemoryBIOProtocol)
+    assert built.wrappedProtocol is servers.built[0]
 
 
 @pytest.mark.parametrize("version", [SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION], ids=["1.2", "1.3"])
