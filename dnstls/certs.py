@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from dnstls.errors import StartupError
+from dnstls.errors import reason as _reason
 
 #: The file names of the generated default under the state directory.
 GENERATED_CERT = "dnstls-selfsigned.pem"
@@ -186,8 +187,3 @@ def _write_private(path: Path, data: bytes, mode: int) -> None:
         temporary.unlink(missing_ok=True)
         raise
 
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror.lower()
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

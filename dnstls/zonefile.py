@@ -38,6 +38,7 @@ import dns.zone
 import dns.zonefile
 
 from dnstls.errors import ZoneError
+from dnstls.errors import reason as _reason
 
 ZONE_SUFFIX = ".zone"
 
@@ -506,16 +507,6 @@ def zone_files(directory: str | os.PathLike[str]) -> list[Path]:
         for entry in entries
         if entry.name.endswith(ZONE_SUFFIX) and not entry.name.startswith(".") and entry.is_file()
     ]
-
-
-def _reason(error: BaseException) -> str:
-    """
-    One line saying why C{error} happened, without its class name.
-    """
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror.lower()
-    text = str(error) or error.__class__.__doc__ or error.__class__.__name__
-    return text.strip().splitlines()[0]
 
 
 _DNSSEC_TYPES = frozenset(
