@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from typing import Protocol as Interface
 
 import dns.edns
 import dns.exception
@@ -138,7 +139,8 @@ def matching_reply(query: dns.message.Message, wire: bytes) -> dns.message.Messa
 
 class _UDPExchange(DatagramProtocol):
     """
-    One query on its own connected UDP socket.
+    One query on its own connected UDP socket; the upstream refusing it
+    (ICMP port unreachable) fails it at once.
     """
 
     noisy = False
@@ -161,6 +163,15 @@ class _UDPExchange(DatagramProtocol):
     def connectionRefused(self) -> None:
         if not self.done.called:
             self.done.errback(ConnectionRefusedError(f"{self.upstream} refused"))
+
+    def stopProtocol(self) -> None:
+        """
+        The port stopped with no answer: the epoll reactor reports an ICMP
+        port unreachable on a connected socket by losing the port, not by
+        C{connectionRefused}.
+        """
+        if not self.done.called:
+            self.done.errback(ConnectionRefusedError(f"{self.upstream} is unreachable"))
 
 
 class _TCPExchange(Protocol):
@@ -331,16 +342,39 @@ class Forwarder:
                 exchange.transport.loseConnection()
 
 
+class Source(Interface):
+    """
+    Where answers for names outside our zones come from: a L{Forwarder}, or
+    the iterative resolver.
+    """
+
+    def query(
+        self, qname: dns.name.Name, qtype: int, qclass: int, do: bool, cd: bool = False
+    ) -> Deferred[Answer]:
+        """
+        The answer to one question.
+
+        @return: fires with the L{Answer}, or fails with L{ForwardError}.
+        """
+
+    def close(self) -> None:
+        """
+        Close every upstream connection (at shutdown).
+        """
+
+
 class Recursion:
     """
     What the handler asks for names outside our zones: who may, and the
-    cache in front of the forwarder.
+    cache in front of the source of answers.
+
+    @ivar source: the forwarder or iterator asked on a cache miss.
     """
 
-    def __init__(self, acl: AccessList, cache: Cache, forwarder: Forwarder) -> None:
+    def __init__(self, acl: AccessList, cache: Cache, source: Source) -> None:
         self.acl = acl
         self.cache = cache
-        self.forwarder = forwarder
+        self.source = source
 
     def allows(self, host: str) -> bool:
         """
@@ -358,5 +392,20 @@ class Recursion:
         """
         key = cache_key(qname, qtype, qclass, do, cd)
         return self.cache.resolve(
-            key, lambda: self.forwarder.query(key[0], qtype, qclass, do, cd)
+            key, lambda: self.source.query(key[0], qtype, qclass, do, cd)
         )
+
+    def cached(
+        self, qname: dns.name.Name, qtype: int, qclass: int, do: bool, cd: bool = False
+    ) -> Answer | None:
+        """
+        The answer to a question if the cache holds it, without asking
+        upstream: what a query with RD=0 gets.
+        """
+        return self.cache.get(cache_key(qname, qtype, qclass, do, cd))
+
+    def close(self) -> None:
+        """
+        Close the source's upstream connections (at shutdown).
+        """
+        self.source.close()

@@ -16,16 +16,25 @@ when the first query needs it and reused until either side closes it; a
 query in flight when the upstream closes the connection (an idle upstream
 may close at any time) is sent once more on a new connection.  A failed
 handshake (a certificate for another name, say) fails the query at once.
+
+Every query carries an empty edns-tcp-keepalive option (RFC 7828) and is
+padded to a multiple of 128 octets (RFC 8467 4.1).  When the upstream's
+replies give an idle timeout, the connection is closed cleanly a little
+before it runs out with no query in flight (at once for a timeout of 0),
+and the next query opens a new one.  L{TLSClient.close} closes it at
+shutdown.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.edns
 import dns.message
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -33,13 +42,18 @@ from OpenSSL import SSL
 from OpenSSL.crypto import X509
 from twisted.internet import ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IHandshakeListener, IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -49,6 +63,44 @@ from dnstls.certs import spki_pin
 from dnstls.framing import FrameDecoder, FramingError, frame
 from dnstls.listen import parse_address
 from dnstls.tls import ALPN_DOT
+
+#: RFC 8467 4.1: clients pad queries to a multiple of 128 octets.
+QUERY_PADDING = 128
+
+
+def keepalive_query(query: dns.message.Message) -> None:
+    """
+    Make C{query} ready for a DNS-over-TLS upstream: EDNS with an empty
+    edns-tcp-keepalive option (RFC 7828 3.2.1: a client sends no timeout)
+    and padding (RFC 8467).
+    """
+    options = [o for o in query.options if o.otype != dns.edns.OptionType.KEEPALIVE]
+    options.append(dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, b""))
+    query.use_edns(
+        max(query.edns, 0), query.ednsflags, query.payload, options=options, pad=QUERY_PADDING
+    )
+
+
+def keepalive_timeout(reply: dns.message.Message) -> float | None:
+    """
+    The idle timeout in seconds an upstream gave in C{reply}'s
+    edns-tcp-keepalive option (RFC 7828 3.1: units of 100 ms), or C{None}.
+    """
+    for option in reply.options:
+        if option.otype == dns.edns.OptionType.KEEPALIVE:
+            data = option.to_wire() or b""
+            if len(data) == 2:
+                return float(struct.unpack("!H", data)[0]) / 10
+    return None
+
+
+def idle_close_delay(timeout: float) -> float:
+    """
+    How long after its last reply an idle connection is closed, for an
+    upstream idle timeout of C{timeout} seconds: a second before it, or
+    halfway for a short one, so that we close first.
+    """
+    return max(0.0, timeout - min(1.0, timeout / 2))
 
 
 @dataclass(frozen=True)
@@ -170,17 +222,26 @@ class _DoTConnection(Protocol):
     One TLS connection to an upstream, with the queries in flight on it.
     """
 
+    log = Logger()
     #: Whether the TLS handshake finished.
     secure = False
 
     def handshakeCompleted(self) -> None:
         self.secure = True
 
-    def __init__(self, lost: Callable[[_DoTConnection], None]) -> None:
+    def __init__(
+        self, lost: Callable[[_DoTConnection], None], clock: IReactorTime, label: str = "upstream"
+    ) -> None:
         self._lost = lost
+        self.clock = clock
+        self.label = label
         self.decoder = FrameDecoder()
         self.pending: dict[int, tuple[dns.message.Message, Deferred[dns.message.Message]]] = {}
+        #: no more queries go on this connection
         self.closed = False
+        #: the upstream's idle timeout in seconds, once a reply gave one
+        self.keepalive: float | None = None
+        self._idle: IDelayedCall | None = None
 
     def ask(self, query: dns.message.Message) -> Deferred[dns.message.Message]:
         """
@@ -188,6 +249,7 @@ class _DoTConnection(Protocol):
         the reply.
         """
         assert self.transport is not None
+        self._stop_idle()
         while query.id in self.pending:
             query.id = secrets.randbelow(0x10000)
         waiting: Deferred[dns.message.Message] = Deferred(lambda d: self.forget(query.id, d))
@@ -219,9 +281,43 @@ class _DoTConnection(Protocol):
             reply = matching_reply(query, message)
             if reply is not None:
                 del self.pending[query.id]
+                timeout = keepalive_timeout(reply)
+                if timeout is not None:
+                    self.keepalive = timeout
                 waiting.callback(reply)
+        if not self.pending and self.keepalive is not None and not self.closed:
+            self._stop_idle()
+            self._idle = self.clock.callLater(idle_close_delay(self.keepalive), self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._idle = None
+        self.log.debug(
+            "closing the idle connection to {peer} before its keepalive of {timeout} s",
+            peer=self.label,
+            timeout=self.keepalive,
+        )
+        self.close()
+
+    def _stop_idle(self) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+
+    def close(self) -> None:
+        """
+        Take no more queries and close the connection cleanly (TLS
+        close_notify, then FIN); queries still in flight fail with
+        L{UpstreamClosed}.
+        """
+        self._stop_idle()
+        if not self.closed:
+            self.closed = True
+            self._lost(self)
+        if self.transport is not None:
+            self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._stop_idle()
         self.closed = True
         self._lost(self)
         error: Exception
@@ -274,10 +370,13 @@ class TLSClient:
         self.timeout = timeout
         self._connection: _DoTConnection | None = None
         self._waiting: list[Deferred[_DoTConnection]] = []
+        self._shut = False
         #: How many connections were opened (for tests and logs).
         self.connections = 0
 
     def _connected(self) -> Deferred[_DoTConnection]:
+        if self._shut:
+            return fail(UpstreamClosed("shutting down"))
         if self._connection is not None and not self._connection.closed:
             return succeed(self._connection)
         waiting: Deferred[_DoTConnection] = Deferred()
@@ -289,13 +388,17 @@ class TLSClient:
                 kind(self.reactor, self.upstream.host, self.upstream.port, timeout=self.timeout),
             )
             self.connections += 1
-            connection = _DoTConnection(self._lost)
+            connection = _DoTConnection(
+                self._lost, self.reactor, str(self.upstream)  # type: ignore[arg-type]
+            )
             endpoint.connect(_Once(connection)).addCallbacks(self._opened, self._failed)
         return waiting
 
     def _opened(self, connection: Protocol) -> None:
         assert isinstance(connection, _DoTConnection)
         waiting, self._waiting = self._waiting, []
+        if self._shut:
+            connection.close()
         if connection.closed:
             for d in waiting:
                 d.errback(UpstreamClosed("the upstream closed the connection at once"))
@@ -322,6 +425,7 @@ class TLSClient:
         return Deferred.fromCoroutine(self._query(query))
 
     async def _query(self, query: dns.message.Message) -> dns.message.Message:
+        keepalive_query(query)
         for attempt in (1, 2):
             connection = await self._connected()
             try:
@@ -335,7 +439,9 @@ class TLSClient:
 
     def close(self) -> None:
         """
-        Close the open connection, if any.
+        Close the open connection, if any, and any that opens later: the
+        server is shutting down.
         """
-        if self._connection is not None and self._connection.transport is not None:
-            self._connection.transport.loseConnection()
+        self._shut = True
+        if self._connection is not None:
+            self._connection.close()

@@ -8,17 +8,20 @@ L{QueryContext} and sends back what it returns, if anything:
 
   - shorter than a header, or a response (QR=1): dropped, C{None};
   - an OPCODE other than QUERY: NOTIMP;
-  - unparseable, or QDCOUNT other than 1, or a broken OPT: FORMERR;
+  - unparseable, or QDCOUNT other than 1, or a broken OPT, or on a stream
+    an edns-tcp-keepalive option with a timeout, or two padding options:
+    FORMERR;
   - a TSIG we have no key for: NOTAUTH;
   - EDNS version above 0: BADVERS;
-  - a name outside our zones: forwarded (see L{dnstls.forward}) when
-    forwarders are configured and the client may recurse, else REFUSED;
-    SERVFAIL with an Extended DNS Error when no upstream answers;
+  - a name outside our zones: resolved (forwarded, see L{dnstls.forward},
+    or iterated) when the client may recurse, else REFUSED; SERVFAIL with
+    an Extended DNS Error when no upstream answers; with RD=0 only from the
+    cache, and REFUSED with EDE 20 (Not Authoritative) when it is not there;
   - a bug: SERVFAIL, and the traceback in the log.
 
-Nothing raises out of L{Handler.handle}.  A forwarded answer comes as a
+Nothing raises out of L{Handler.handle}.  A recursive answer comes as a
 Deferred; it never fails.  RA is set on every reply to a client that may
-recurse, and only when forwarders are configured.
+recurse, and only when recursion is on (not C{--no-recursion}).
 """
 
 from __future__ import annotations
@@ -132,12 +135,14 @@ class Answerer(Protocol):
 
 class _Reply(Exception):
     """
-    Raised inside the handler to answer at once with an RCODE.
+    Raised inside the handler to answer at once with an RCODE, and an
+    Extended DNS Error (RFC 8914) when the query has an OPT.
     """
 
-    def __init__(self, rcode: dns.rcode.Rcode) -> None:
+    def __init__(self, rcode: dns.rcode.Rcode, ede: dns.edns.EDECode | None = None) -> None:
         super().__init__(rcode)
         self.rcode = rcode
+        self.ede = ede
 
 
 class _Recurse(Exception):
@@ -208,7 +213,7 @@ class Handler:
         try:
             response, required = self._answer(query, context)
         except _Reply as reply:
-            return self._error(wire, header, reply.rcode, context)
+            return self._error(wire, header, reply.rcode, context, reply.ede)
         except _Recurse as recurse:
             return self._recurse(query, recurse.response, context)
         except Exception:
@@ -231,16 +236,9 @@ class Handler:
         resolving = self.recursion.resolve(
             question.name, question.rdtype, question.rdclass, do, cd
         )
-        # AD goes to a client that asked for it with DO or AD (RFC 6840 5.7)
-        wants_ad = do or bool(query.flags & dns.flags.AD)
 
         def answered(answer: Answer) -> bytes | None:
-            response.answer = answer.answer
-            response.authority = answer.authority
-            response.additional = answer.additional
-            response.set_rcode(answer.rcode)
-            if answer.authenticated and wants_ad:
-                response.flags |= dns.flags.AD
+            _fill_recursive(response, query, answer)
             return render(response, self._limit(query, context))
 
         def failed(failure: Failure) -> bytes | None:
@@ -283,6 +281,8 @@ class Handler:
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
             return response, 0
+        if _malformed_options(query, context):
+            raise _Reply(dns.rcode.FORMERR)
         question = query.question[0]
         qname, qtype, qclass = question.name, question.rdtype, question.rdclass
         if qclass == dns.rdataclass.CH:
@@ -300,7 +300,9 @@ class Handler:
         zone = self.zones.find(qname, qtype)
         if zone is None:
             if qclass == dns.rdataclass.IN and self.may_recurse(context):
-                raise _Recurse(response)
+                if query.flags & dns.flags.RD:
+                    raise _Recurse(response)
+                return self._from_cache(query, response), 0
             raise _Reply(dns.rcode.REFUSED)
         result = zone.lookup(qname, qtype)
         if (
@@ -316,6 +318,24 @@ class Handler:
         _fill(response, result)
         return response, result.required
 
+    def _from_cache(
+        self, query: dns.message.Message, response: dns.message.Message
+    ) -> dns.message.Message:
+        """
+        The answer to a query with RD=0 for a name outside our zones: what
+        the cache holds, never an upstream query (as BIND does); REFUSED
+        with EDE 20 (Not Authoritative, RFC 8914) when it holds nothing.
+        """
+        assert self.recursion is not None
+        question = query.question[0]
+        do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
+        cd = bool(query.flags & dns.flags.CD)
+        answer = self.recursion.cached(question.name, question.rdtype, question.rdclass, do, cd)
+        if answer is None:
+            raise _Reply(dns.rcode.REFUSED, dns.edns.EDECode.NOT_AUTHORITATIVE)
+        _fill_recursive(response, query, answer)
+        return response
+
     def _answer_chaos(
         self, response: dns.message.Message, qname: dns.name.Name, qtype: int
     ) -> dns.message.Message:
@@ -327,13 +347,18 @@ class Handler:
         return response
 
     def _error(
-        self, wire: bytes, header: Header, rcode: dns.rcode.Rcode, context: QueryContext
+        self,
+        wire: bytes,
+        header: Header,
+        rcode: dns.rcode.Rcode,
+        context: QueryContext,
+        ede: dns.edns.EDECode | None = None,
     ) -> bytes:
         """
         A response carrying only C{rcode}, the question when it can be read,
         and an OPT when the query had one (RFC 6891 section 7), with the
         query's DO bit copied (RFC 3225 section 3), keepalive and padding
-        when the OPT can be read.
+        when the OPT can be read, and C{ede} as an Extended DNS Error.
         """
         try:
             question = dns.message.from_wire(wire, question_only=True).question
@@ -349,11 +374,33 @@ class Handler:
         if has_opt(wire):
             query = _readable_query(wire)
             if query is not None and query.edns >= 0:
-                _use_edns(response, query, context, self.advertise_to)
+                extra = [dns.edns.EDEOption(ede)] if ede is not None else []
+                _use_edns(response, query, context, self.advertise_to, extra)
             else:
                 response.use_edns(0, 0, UDP_PAYLOAD)
         response.set_rcode(rcode)
         return render(response, STREAM_LIMIT if context.transport.is_stream else UDP_CLASSIC)
+
+
+def _malformed_options(query: dns.message.Message, context: QueryContext) -> bool:
+    """
+    Whether the query's EDNS options are malformed: on a stream, an
+    edns-tcp-keepalive option with a timeout (RFC 7828 3.2.2: a client
+    sends it empty, and a server MUST answer FORMERR; over UDP the option
+    is ignored, as Unbound does), or more than one padding option (RFC
+    7830).
+    """
+    padding = 0
+    for option in query.options:
+        if option.otype == dns.edns.OptionType.PADDING:
+            padding += 1
+        elif (
+            option.otype == dns.edns.OptionType.KEEPALIVE
+            and context.transport.is_stream
+            and option.to_wire()
+        ):
+            return True
+    return padding > 1
 
 
 def _readable_query(wire: bytes) -> dns.message.Message | None:
@@ -436,6 +483,22 @@ def _start_response(
     if query.edns >= 0:
         _use_edns(response, query, context, advertise_to)
     return response
+
+
+def _fill_recursive(
+    response: dns.message.Message, query: dns.message.Message, answer: Answer
+) -> None:
+    """
+    Copy a recursive answer into C{response}, with AD when the source
+    validated it and the client asked for AD with DO or AD (RFC 6840 5.7).
+    """
+    response.answer = answer.answer
+    response.authority = answer.authority
+    response.additional = answer.additional
+    response.set_rcode(answer.rcode)
+    do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
+    if answer.authenticated and (do or bool(query.flags & dns.flags.AD)):
+        response.flags |= dns.flags.AD
 
 
 def _fill(response: dns.message.Message, result: LookupResult) -> None:

@@ -152,8 +152,11 @@ class ServerService(MultiService):
 
     def stopService(self) -> Any:
         """
-        Stop listening and give SIGHUP back.
+        Stop listening, close every upstream connection of recursion, and
+        give SIGHUP back.
         """
+        if self.handler.recursion is not None:
+            self.handler.recursion.close()
         if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
             self._previous_hup = None

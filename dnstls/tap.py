@@ -28,9 +28,10 @@ from dnstls.chaos import Chaos
 from dnstls.control import ControlFactory
 from dnstls.errors import StartupError
 from dnstls.faults import FaultInjector, Faults
-from dnstls.forward import Forwarder, Recursion, parse_upstream
+from dnstls.forward import DEFAULT_TIMEOUT, Forwarder, Recursion, Source, parse_upstream
 from dnstls.forward_tls import TLSUpstream, load_trust_root, parse_pin, parse_tls_upstream
 from dnstls.handler import Answerer, Handler, Transport
+from dnstls.iterate import Iterator
 from dnstls.listen import (
     Address,
     ListeningService,
@@ -50,6 +51,7 @@ from dnstls.protocol import (
     Upgrade,
 )
 from dnstls.querylog import QueryLog
+from dnstls.roothints import load_root_hints
 from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
 from dnstls.tls import TLSPolicy, TLSServerFactory
 from dnstls.upgrade import UpgradePolicy
@@ -194,19 +196,46 @@ class Options(usage.Options):
             "cache-size",
             None,
             DEFAULT_SIZE,
-            "Most answers the forwarding cache keeps; the least recently used goes first.",
+            "Most answers the recursion cache keeps; the least recently used goes first.",
             _positive(int, "cache-size"),
         ],
         [
             "cache-max-ttl",
             None,
             DEFAULT_MAX_TTL,
-            "Keep a forwarded answer at most this many seconds, whatever its TTL.",
+            "Keep a recursive answer at most this many seconds, whatever its TTL.",
             _positive(int, "cache-max-ttl"),
+        ],
+        [
+            "upstream-timeout",
+            None,
+            DEFAULT_TIMEOUT,
+            "Seconds to wait for one upstream server (a forwarder, or a name server when "
+            "iterating) before trying the next.",
+            _positive(float, "upstream-timeout"),
+        ],
+        [
+            "root-hints",
+            None,
+            None,
+            "The root hints file iteration starts from (NS records of the root and their "
+            "addresses) [default: IANA's named.root, shipped with dnstls].",
         ],
     ]
 
     optFlags = [
+        [
+            "no-recursion",
+            None,
+            "Answer only from our zones: every other name is REFUSED, and RA is 0 "
+            "[default: recursion for --allow-recursion clients].",
+        ],
+        [
+            "no-qname-minimisation",
+            None,
+            "When iterating, send each name server the full name asked, not only one label "
+            "more than its zone (RFC 9156 QNAME minimisation is on by default).",
+        ],
         ["no-tls-tickets", None, "Issue no TLS session tickets (sessions resume from a server cache)."],
         [
             "advertise-to",
@@ -263,14 +292,14 @@ class Options(usage.Options):
         self["tls-name"].append(name)
 
     def opt_allow_recursion(self, text: str) -> None:
-        """Clients at ADDRESS/PREFIX may have names outside our zones forwarded (repeatable); others get REFUSED for them and RA=0 [default: 127.0.0.0/8 and ::1]."""  # noqa: E501
+        """Clients at ADDRESS/PREFIX may have names outside our zones resolved (repeatable); others get REFUSED for them and RA=0 [default: 127.0.0.0/8 and ::1]."""  # noqa: E501
         try:
             self["allow-recursion"].append(parse_network(text))
         except ValueError as e:
             raise usage.UsageError(f"--allow-recursion {e}") from None
 
     def opt_forward(self, text: str) -> None:
-        """Forward names outside our zones to the resolver at HOST:PORT over UDP, TCP when truncated (repeatable: tried in order) [default: no recursion, REFUSED]."""  # noqa: E501
+        """Forward names outside our zones to the resolver at HOST:PORT over UDP, TCP when truncated (repeatable: tried in order) instead of iterating [default: iterate from the root hints]."""  # noqa: E501
         try:
             self["forward"].append(parse_upstream(text))
         except ValueError as e:
@@ -313,6 +342,12 @@ class Options(usage.Options):
         """
         if len(self["tls-cert"]) != len(self["tls-key"]):
             raise usage.UsageError("give each --tls-cert its --tls-key, in the same order")
+        if self["no-recursion"] and self["forward"]:
+            raise usage.UsageError("--no-recursion and --forward/--forward-tls contradict each other")
+        if self["root-hints"] is not None and (self["no-recursion"] or self["forward"]):
+            raise usage.UsageError(
+                "--root-hints is for iterative resolution: it contradicts --no-recursion and --forward"
+            )
         if not self["listen"] and not self["listen-tls"]:
             self["listen"] = _available(DEFAULT_LISTEN)
             self["listen-tls"] = _available(DEFAULT_LISTEN_TLS)
@@ -357,6 +392,37 @@ def default_max_connections() -> int:
     return max(16, soft // 2)
 
 
+def answer_source(options: usage.Options, reactor: Any) -> Source | None:
+    """
+    Where answers for names outside our zones come from, chosen here and
+    nowhere else: none with C{--no-recursion} (REFUSED, RA=0), the
+    forwarders with C{--forward}/C{--forward-tls}, else iteration from the
+    root hints.
+
+    @raise StartupError: if C{--forward-tls-ca} or C{--root-hints} is unusable.
+    """
+    if options["no-recursion"]:
+        return None
+    if options["forward"]:
+        try:
+            trust = load_trust_root(options["forward-tls-ca"])
+        except ValueError as e:
+            raise StartupError(f"--forward-tls-ca {e}") from None
+        return Forwarder(
+            options["forward"], reactor, timeout=options["upstream-timeout"], tls_trust=trust
+        )
+    try:
+        hints = load_root_hints(options["root-hints"])
+    except ValueError as e:
+        raise StartupError(f"--root-hints {e}") from None
+    return Iterator(
+        hints,
+        reactor,
+        timeout=options["upstream-timeout"],
+        minimise=not options["no-qname-minimisation"],
+    )
+
+
 def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     """
     Build the server the options describe, with its sockets already bound.
@@ -392,16 +458,13 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     upgrade = None
     if policy is not None and starttls is not UpgradePolicy.OFF:
         upgrade = Upgrade(starttls, policy, options["tls-idle-timeout"])
+    source = answer_source(options, reactor)
     recursion = None
-    if options["forward"]:
-        try:
-            trust = load_trust_root(options["forward-tls-ca"])
-        except ValueError as e:
-            raise StartupError(f"--forward-tls-ca {e}") from None
+    if source is not None:
         recursion = Recursion(
             AccessList(options["allow-recursion"] or DEFAULT_ALLOW),
             Cache(reactor, options["cache-size"], options["cache-max-ttl"]),
-            Forwarder(options["forward"], reactor, tls_trust=trust),
+            source,
         )
     handler = Handler(
         store,
@@ -410,6 +473,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
         advertise_to=options["advertise-to"] and (upgrade is not None or bool(options["listen-tls"])),
         recursion=recursion,
     )
+    # the rendered-answer cache; a test server (--control) runs without it,
+    # so that every query reaches the fault injector and the query log
     answerer: Answerer = handler
     faults = log = None
     if options["control"]:

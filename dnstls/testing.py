@@ -11,6 +11,10 @@ inject while the test runs, and a log of what the client sent.
         ...  # point the client under test at it, trusting server.ca_path
         assert server.queries()[0]["tls"]["alpn"] == "dot"
 
+The server answers only from its zones (C{--no-recursion}) unless it is
+given upstreams to forward to (C{forward=[other_server]}) or root hints to
+iterate from (C{root_hints=path}), so a test never asks the real root.
+
 The server runs as a child process (C{twistd dnstls}), so it serves
 blocking clients, Twisted and asyncio alike; L{TestServer.stop} (or leaving
 the C{with} block) ends it and removes its files.  The pytest plugin in
@@ -97,6 +101,8 @@ class TestServer:
         faults: Mapping[str, Any] | None = None,
         args: Sequence[str] = (),
         timeout: float = 15.0,
+        forward: Sequence[str | TestServer] = (),
+        root_hints: str | os.PathLike[str] | None = None,
     ) -> None:
         if certificate not in CERTIFICATES:
             raise ValueError(f"certificate must be one of {', '.join(CERTIFICATES)}")
@@ -122,6 +128,7 @@ class TestServer:
                 "--starttls", starttls,
                 "--control", self._control_path,
                 *args,
+                *_recursion_args(args, forward, root_hints),
             ]
             self._lines: list[str] = []
             self.process = subprocess.Popen(
@@ -265,9 +272,41 @@ def start_server(zones: Zones = None, **options: Any) -> TestServer:
         C{other-name}, C{expired}), C{starttls} (C{probe}, C{any}, C{off}),
         C{faults} (knobs in force from the first query, as for
         L{TestServer.faults}), C{args} (more command-line options),
-        C{timeout}.
+        C{timeout}, C{forward} (upstreams for names outside the zones:
+        C{"HOST:PORT"} texts or other L{TestServer}s, asked over UDP),
+        C{root_hints} (a root hints file to iterate from).  With neither,
+        nor C{--forward}, C{--forward-tls} or C{--root-hints} in C{args},
+        the server answers only from its zones (C{--no-recursion}: other
+        names are REFUSED), so that no test reaches the real root.
     """
     return TestServer(zones, **options)
+
+
+#: Options in C{args} that choose where answers for names outside the zones
+#: come from.
+_RECURSION_OPTIONS = frozenset({"--no-recursion", "--forward", "--forward-tls", "--root-hints"})
+
+
+def _recursion_args(
+    args: Sequence[str],
+    forward: Sequence[str | TestServer],
+    root_hints: str | os.PathLike[str] | None,
+) -> list[str]:
+    """
+    The options for C{forward} and C{root_hints}, or C{--no-recursion} when
+    neither they nor C{args} say where other names are resolved.
+    """
+    added: list[str] = []
+    for upstream in forward:
+        if isinstance(upstream, TestServer):
+            host, port = upstream.udp
+            upstream = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        added += ["--forward", upstream]
+    if root_hints is not None:
+        added += ["--root-hints", os.fspath(root_hints)]
+    if not added and not any(arg.partition("=")[0] in _RECURSION_OPTIONS for arg in args):
+        added.append("--no-recursion")
+    return added
 
 
 DEFAULT_RECORDS: dict[str, list[str]] = {

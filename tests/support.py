@@ -65,6 +65,22 @@ def free_port() -> int:
             return int(port)
 
 
+#: Options that choose where answers for names outside the zones come from;
+#: a test server given none of them gets C{--no-recursion}.
+RECURSION_OPTIONS = frozenset({"--no-recursion", "--forward", "--forward-tls", "--root-hints"})
+
+
+def without_recursion(args: Sequence[str], recursion: bool = False) -> list[str]:
+    """
+    C{args} with C{--no-recursion} added, unless they choose a source of
+    answers themselves (a forwarder, root hints) or C{recursion} is true:
+    recursion is on by default, and a test must never ask the real root.
+    """
+    if recursion or any(arg.partition("=")[0] in RECURSION_OPTIONS for arg in args):
+        return list(args)
+    return [*args, "--no-recursion"]
+
+
 def split_address(text: str) -> tuple[str, int]:
     """
     C{("::1", 53)} from C{"[::1]:53"}, C{("127.0.0.1", 53)} from
@@ -77,14 +93,26 @@ def split_address(text: str) -> tuple[str, int]:
 class DnstlsProcess:
     """
     C{twistd -n dnstls ARGS} in a child process, started from the source
-    tree, with its listening addresses read from its log.
+    tree, with its listening addresses read from its log; with
+    C{--no-recursion} unless C{ARGS} name forwarders or root hints (see
+    L{without_recursion}).
 
     @ivar addresses: C{(kind, host, port)} for every listener it logged.
     """
 
     def __init__(
-        self, args: Sequence[str], timeout: float = 15.0, env: dict[str, str] | None = None
+        self,
+        args: Sequence[str],
+        timeout: float = 15.0,
+        env: dict[str, str] | None = None,
+        recursion: bool = False,
     ) -> None:
+        """
+        @param recursion: leave recursion at its default (iteration from
+            IANA's root hints) without C{--no-recursion}: only for a test
+            that never asks for a name outside its zones.
+        """
+        args = without_recursion(args, recursion)
         # the caller's env may override PYTHONPATH too
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.workdir = tempfile.mkdtemp(prefix="dnstls-test-")
@@ -173,14 +201,17 @@ run()
 
 
 def run_dnstls(
-    args: Sequence[str], timeout: float = 20.0, user: int | None = None
+    args: Sequence[str], timeout: float = 20.0, user: int | None = None, recursion: bool = False
 ) -> subprocess.CompletedProcess[str]:
     """
     Run C{twistd -n dnstls ARGS} expecting it to exit (a start-up error).
 
     @param user: a uid to run C{makeService} as (the caller must be root);
         its group is its passwd entry's, or the same number.
+    @param recursion: leave out the C{--no-recursion} added to C{ARGS} that
+        name no forwarder or root hints (see L{without_recursion}).
     """
+    args = without_recursion(args, recursion)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if user is None:
         start = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -209,9 +240,18 @@ class KnotProcess:
     the answers are compared with.
     """
 
-    def __init__(self, origins: Sequence[str] = ZONE_ORIGINS, zones: Path = ZONES) -> None:
+    def __init__(
+        self,
+        origins: Sequence[str] = ZONE_ORIGINS,
+        zones: Path = ZONES,
+        listen: tuple[str, int] | None = None,
+    ) -> None:
+        """
+        @param listen: the address and port to serve on; by default a free
+            port on 127.0.0.1.
+        """
         knotd = require_tool("knotd")
-        self.port = free_port()
+        self.host, self.port = listen if listen is not None else ("127.0.0.1", free_port())
         self.directory = tempfile.mkdtemp(prefix="dnstls-knot-")
         config = Path(self.directory) / "knot.conf"
         zone_lines = "\n".join(f"  - domain: {origin}" for origin in origins)
@@ -220,7 +260,7 @@ class KnotProcess:
                 f"""\
                 server:
                     rundir: "{self.directory}"
-                    listen: 127.0.0.1@{self.port}
+                    listen: {self.host}@{self.port}
                     udp-workers: 1
                     tcp-workers: 1
                     background-workers: 1
@@ -257,7 +297,7 @@ class KnotProcess:
                 break
             query = dns.message.make_query(pending[0], "SOA")
             try:
-                response = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.5)
+                response = dns.query.udp(query, self.host, port=self.port, timeout=0.5)
             except (OSError, dns.exception.Timeout):
                 time.sleep(0.1)
                 continue
@@ -281,4 +321,127 @@ class KnotProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class UnboundProcess:
+    """
+    Unbound authoritative for one small zone from C{local-data}, on plain
+    DNS and DNS over TLS on 127.0.0.1, with every query logged; it never
+    resolves: every other name is REFUSED (C{local-zone: "." refuse}) and
+    no address may be queried (C{do-not-query-address} 0.0.0.0/0 and ::/0),
+    so nothing leaves the machine whatever it is asked.
+
+    @ivar port: its plain DNS port (UDP and TCP).
+    @ivar tls_port: its DNS-over-TLS port.
+    """
+
+    def __init__(
+        self,
+        cert: Path,
+        key: Path,
+        origin: str = "unbound.test.",
+        records: Sequence[str] = ("www 300 IN A 192.0.2.53",),
+        keepalive_ms: int = 10000,
+    ) -> None:
+        """
+        @param cert: the PEM certificate (chain) it presents over TLS.
+        @param key: its PEM private key.
+        @param records: the zone's records, owners relative to C{origin}
+            (an SOA is added).
+        @param keepalive_ms: the edns-tcp-keepalive timeout it advertises.
+        """
+        unbound = require_tool("unbound")
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.directory = tempfile.mkdtemp(prefix="dnstls-unbound-")
+        self.origin = origin
+        data = [f"{origin} 300 IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60"]
+        data += [f"{r.split(None, 1)[0]}.{origin} {r.split(None, 1)[1]}" for r in records]
+        local_data = "\n".join(f'    local-data: "{line}"' for line in data)
+        config = Path(self.directory) / "unbound.conf"
+        config.write_text(
+            textwrap.dedent(
+                f"""\
+                server:
+                    directory: "{self.directory}"
+                    chroot: ""
+                    username: ""
+                    pidfile: "{self.directory}/unbound.pid"
+                    do-daemonize: no
+                    use-syslog: no
+                    logfile: ""
+                    verbosity: 1
+                    log-queries: yes
+                    num-threads: 1
+                    so-reuseport: no
+                    interface: 127.0.0.1@{self.port}
+                    interface: 127.0.0.1@{self.tls_port}
+                    port: {self.port}
+                    tls-port: {self.tls_port}
+                    tls-service-pem: "{cert}"
+                    tls-service-key: "{key}"
+                    do-ip6: no
+                    access-control: 127.0.0.0/8 allow
+                    edns-tcp-keepalive: yes
+                    edns-tcp-keepalive-timeout: {keepalive_ms}
+                    module-config: "iterator"
+                    do-not-query-localhost: yes
+                    do-not-query-address: 0.0.0.0/0
+                    do-not-query-address: ::/0
+                    local-zone: "." refuse
+                    local-zone: "{origin}" static
+                """
+            )
+            + local_data
+            + "\nremote-control:\n    control-enable: no\n"
+        )
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [unbound, "-d", "-c", str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._wait_started()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _wait_started(self) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.process.poll() is None:
+            query = dns.message.make_query(self.origin, "SOA")
+            try:
+                response = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.5)
+            except (OSError, dns.exception.Timeout):
+                time.sleep(0.1)
+                continue
+            if response.rcode() == 0 and response.answer:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("unbound did not start:\n" + "\n".join(self.lines))
+
+    def queries(self, name: str) -> list[str]:
+        """
+        The lines Unbound logged for queries for C{name}.
+        """
+        wanted = f" {name.rstrip('.')}. "
+        return [line for line in self.lines if " info: 127." in line and wanted in line]
+
+    def stop(self) -> None:
+        """
+        Stop Unbound and remove its files.
+        """
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(2)
         shutil.rmtree(self.directory, ignore_errors=True)

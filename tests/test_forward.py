@@ -259,6 +259,34 @@ def test_own_zone_answers_first_with_ra(forwarder: DnstlsProcess, upstream: Test
     assert upstream_asked(upstream, "www.local.test") == []
 
 
+def test_rd0_answered_from_cache(forwarder: DnstlsProcess, upstream: TestServer) -> None:
+    """A query with RD=0 after an RD=1 one gets the cached answer, with no upstream query."""
+    first = ask(forwarder, "cached.wild.example.test")
+    assert [str(r) for r in first.answer[0]] == ["192.0.2.99"]
+    upstream.clear_queries()
+    reply = ask(forwarder, "cached.wild.example.test", flags=0)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [str(r) for r in reply.answer[0]] == ["192.0.2.99"]
+    assert reply.flags & dns.flags.RA and not reply.flags & (dns.flags.RD | dns.flags.AA)
+    assert upstream.queries() == []
+
+
+def test_rd0_uncached_refused_without_upstream_query(
+    forwarder: DnstlsProcess, upstream: TestServer
+) -> None:
+    """A query with RD=0 for a name not cached is REFUSED with EDE 20 and asks no upstream."""
+    upstream.clear_queries()
+    reply = ask(forwarder, "uncached.wild.example.test", flags=0, use_edns=0)
+    assert reply.rcode() == dns.rcode.REFUSED and not reply.answer
+    assert [e.code for e in reply.extended_errors()] == [dns.edns.EDECode.NOT_AUTHORITATIVE]
+    assert reply.flags & dns.flags.RA
+    plain = ask(forwarder, "uncached.wild.example.test", flags=0)
+    assert plain.rcode() == dns.rcode.REFUSED and plain.edns < 0
+    assert upstream.queries() == []
+    # and it was not fetched behind the client's back either
+    assert ask(forwarder, "uncached.wild.example.test", flags=0).rcode() == dns.rcode.REFUSED
+
+
 def test_client_outside_acl_refused(upstream: TestServer, local_zones: Path) -> None:
     """A client outside --allow-recursion gets REFUSED and RA=0 for other names, our zone still answered."""
     server = forwarding(local_zones, upstream.udp, args=("--allow-recursion", "10.0.0.0/8"))
@@ -275,9 +303,9 @@ def test_client_outside_acl_refused(upstream: TestServer, local_zones: Path) -> 
         server.stop()
 
 
-def test_no_forwarders_no_recursion(local_zones: Path) -> None:
-    """Without --forward a name outside our zones is REFUSED and RA is never set."""
-    server = DnstlsProcess(["--zones", str(local_zones), "--listen", "127.0.0.1:0"])
+def test_no_recursion(local_zones: Path) -> None:
+    """With --no-recursion a name outside our zones is REFUSED, our zone answered, RA never set."""
+    server = DnstlsProcess(["--zones", str(local_zones), "--listen", "127.0.0.1:0", "--no-recursion"])
     try:
         refused = ask(server, "www.example.test")
         assert refused.rcode() == dns.rcode.REFUSED and not refused.flags & dns.flags.RA
@@ -314,6 +342,21 @@ def test_all_upstreams_silent_servfail_with_ede(local_zones: Path, silent: tuple
         # without EDNS, a plain SERVFAIL
         plain = ask(server, "www.example.test")
         assert plain.rcode() == dns.rcode.SERVFAIL and plain.opt is None
+    finally:
+        server.stop()
+
+
+def test_refusing_upstream_servfail_with_network_error(local_zones: Path) -> None:
+    """An upstream port with nothing behind it (ICMP port unreachable) gives SERVFAIL with EDE 23."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()
+    server = forwarding(local_zones, closed)
+    try:
+        reply = ask(server, "www.example.test", use_edns=0)
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        codes = [o.code for o in reply.options if o.otype == dns.edns.OptionType.EDE]
+        assert codes == [dns.edns.EDECode.NETWORK_ERROR]
     finally:
         server.stop()
 

@@ -3,28 +3,41 @@ Forwarding over DNS over TLS on real loopback sockets: a dnstls forwarding
 with C{--forward-tls} to the test kit's dnstls, whose query log shows the
 transport, SNI, ALPN and peer of every query it received.
 
-Every server here listens on 127.0.0.1 and forwards only to 127.0.0.1.
+Every server here listens on 127.0.0.1 and forwards only to 127.0.0.1; the
+Unbound upstream serves one zone of its own and refuses to resolve anything
+else.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import dns.edns
 import dns.message
 import dns.query
 import dns.rcode
 import pytest
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
-from dnstls.forward_tls import TLSUpstream, parse_tls_upstream
+from dnstls.forward_tls import (
+    QUERY_PADDING,
+    TLSUpstream,
+    _DoTConnection,
+    keepalive_query,
+    parse_tls_upstream,
+)
 from dnstls.tap import Options
 from dnstls.testing import TestServer, start_server
-from tests.support import DnstlsProcess, require_tool
+from tests.certs import make_ca, make_leaf
+from tests.support import DnstlsProcess, UnboundProcess, require_tool
 
 TIMEOUT = 6.0
 
@@ -142,8 +155,8 @@ def test_certificate_for_another_name_is_refused(tmp_path: object) -> None:
         assert dns_queries(upstream) == []
 
 
-def test_reconnects_after_upstream_idle_close(tmp_path: object) -> None:
-    """After the upstream closes the idle connection, the next question resolves over a new one."""
+def test_keepalive_honoured_and_reconnect_on_demand(tmp_path: object) -> None:
+    """The forwarder sends edns-tcp-keepalive, closes the idle connection before the upstream's 1 s keepalive runs out, and asks the next question on a new one."""  # noqa: E501
     with start_server(RECORDS, faults={"idle_timeout": 1}) as upstream:
         server = _forwarder_for(upstream, tmp_path)
         try:
@@ -155,7 +168,171 @@ def test_reconnects_after_upstream_idle_close(tmp_path: object) -> None:
         assert [str(r) for r in reply.answer[0]] == ["192.0.2.2"]
         logged = dns_queries(upstream)
         assert [q["transport"] for q in logged] == ["tls", "tls"]
+        assert all(q["keepalive"] for q in logged)
         assert len({str(q["peer"]) for q in logged}) == 2
+        closed = [line for line in server.lines if "closing the idle connection" in line]
+        assert len(closed) == 1 and f"{upstream.tls[1]}#" in closed[0], server.lines
+
+
+def test_queries_padded(forwarder: DnstlsProcess, upstream: TestServer) -> None:
+    """Queries to a DoT upstream are padded to a multiple of 128 octets (RFC 8467)."""
+    assert ask(forwarder, "host5.example.test").rcode() == dns.rcode.NOERROR
+    [logged] = dns_queries(upstream)
+    assert isinstance(logged["padding"], int) and logged["padding"] > 0
+    query = dns.message.make_query("host5.example.test", "A", use_edns=0)
+    keepalive_query(query)
+    assert len(query.to_wire()) % QUERY_PADDING == 0
+
+
+# --- Unbound's DNS-over-TLS listener ------------------------------------------------
+
+
+def _unbound_and_forwarder(
+    tmp_path: Path, keepalive_ms: int = 10000
+) -> tuple[UnboundProcess, DnstlsProcess]:
+    """
+    Unbound serving unbound.test over DoT with a certificate for
+    dns.unbound.test from a throwaway CA, and a dnstls forwarding to it.
+    """
+    ca = make_ca(tmp_path / "pki")
+    leaf = make_leaf(ca, tmp_path / "pki", ("dns.unbound.test",))
+    unbound = UnboundProcess(leaf.cert, leaf.key_path, keepalive_ms=keepalive_ms)
+    (tmp_path / "zones").mkdir()
+    try:
+        server = DnstlsProcess(
+            [
+                "--zones", str(tmp_path / "zones"), "--listen", "127.0.0.1:0",
+                "--forward-tls", f"127.0.0.1:{unbound.tls_port}#dns.unbound.test",
+                "--forward-tls-ca", str(ca.path),
+            ]
+        )
+    except BaseException:
+        unbound.stop()
+        raise
+    return unbound, server
+
+
+def kdig(server: DnstlsProcess, name: str) -> str:
+    """What kdig prints for C{name} A asked of C{server} over UDP."""
+    host, port = server.address("udp")
+    return subprocess.run(
+        [require_tool("kdig"), f"@{host}", "-p", str(port), "+timeout=5", "+retry=0", name, "A"],
+        capture_output=True, text=True, timeout=20, check=True,
+    ).stdout
+
+
+def test_kdig_through_forwarder_to_unbound_dot(tmp_path: Path) -> None:
+    """kdig resolves a name Unbound serves through our DoT forwarding to Unbound's tls-port; the second query is answered from our cache."""  # noqa: E501
+    unbound, server = _unbound_and_forwarder(tmp_path)
+    try:
+        first = kdig(server, "www.unbound.test")
+        second = kdig(server, "www.unbound.test")
+        outside = kdig(server, "www.example.org")
+    finally:
+        server.stop()
+        unbound.stop()
+    for out in (first, second):
+        assert "NOERROR" in out and "192.0.2.53" in out, out
+    assert len(unbound.queries("www.unbound.test")) == 1, unbound.lines
+    # Unbound refuses what it does not serve; the client gets SERVFAIL
+    assert "SERVFAIL" in outside, outside
+    assert len(unbound.queries("www.example.org")) == 1
+
+
+def test_unbound_keepalive_honoured(tmp_path: Path) -> None:
+    """Against Unbound advertising a 1 s edns-tcp-keepalive, the forwarder closes the idle connection first and the next question still resolves."""  # noqa: E501
+    unbound, server = _unbound_and_forwarder(tmp_path, keepalive_ms=1000)
+    try:
+        assert "192.0.2.53" in kdig(server, "www.unbound.test")
+        time.sleep(1.5)
+        out = kdig(server, "nothing.unbound.test")
+    finally:
+        server.stop()
+        unbound.stop()
+    assert "NXDOMAIN" in out, out
+    assert len(unbound.queries("nothing.unbound.test")) == 1
+    closed = [line for line in server.lines if "closing the idle connection" in line]
+    assert closed and "keepalive of 1.0 s" in closed[0], server.lines
+
+
+# --- the connection's keepalive, in memory ------------------------------------------
+
+
+def _connection() -> tuple[_DoTConnection, StringTransport, Clock]:
+    clock = Clock()
+    connection = _DoTConnection(lambda c: None, clock)
+    transport = StringTransport()
+    connection.makeConnection(transport)
+    connection.handshakeCompleted()
+    return connection, transport, clock
+
+
+def _answer(
+    connection: _DoTConnection, query: dns.message.Message, keepalive: int | None
+) -> None:
+    reply = dns.message.make_response(query)
+    options = []
+    if keepalive is not None:
+        options = [dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, struct.pack("!H", keepalive))]
+    reply.use_edns(0, 0, 1232, options=options)
+    wire = reply.to_wire()
+    connection.dataReceived(len(wire).to_bytes(2, "big") + wire)
+
+
+def _query(name: str = "host1.example.test.") -> dns.message.Message:
+    query = dns.message.make_query(name, "A", use_edns=0)
+    keepalive_query(query)
+    return query
+
+
+def test_idle_connection_closed_before_upstream_keepalive() -> None:
+    """With no query in flight, the connection is closed a second before an upstream keepalive of 2 s runs out, and not before."""  # noqa: E501
+    connection, transport, clock = _connection()
+    query = _query()
+    replies: list[dns.message.Message] = []
+    connection.ask(query).addCallback(replies.append)
+    _answer(connection, query, 20)
+    assert len(replies) == 1
+    clock.advance(0.9)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert transport.disconnecting and connection.closed
+
+
+def test_query_in_flight_keeps_connection_open() -> None:
+    """A query sent before the idle close is due cancels it; the timer restarts after its reply."""
+    connection, transport, clock = _connection()
+    first = _query()
+    connection.ask(first)
+    _answer(connection, first, 10)
+    clock.advance(0.3)
+    second = _query("host2.example.test.")
+    connection.ask(second)
+    clock.advance(5)
+    assert not transport.disconnecting
+    _answer(connection, second, 10)
+    clock.advance(0.5)
+    assert transport.disconnecting
+
+
+def test_keepalive_zero_closes_when_idle() -> None:
+    """An upstream keepalive of 0 closes the connection as soon as no query is in flight (RFC 7828 3.3.2)."""  # noqa: E501
+    connection, transport, clock = _connection()
+    query = _query()
+    connection.ask(query)
+    _answer(connection, query, 0)
+    clock.advance(0)
+    assert transport.disconnecting
+
+
+def test_no_keepalive_keeps_connection() -> None:
+    """Without a keepalive from the upstream, the connection stays open until a side closes it."""
+    connection, transport, clock = _connection()
+    query = _query()
+    connection.ask(query)
+    _answer(connection, query, None)
+    clock.advance(3600)
+    assert not transport.disconnecting and not connection.closed
 
 
 def test_queries_in_flight_when_upstream_closes_are_retried(tmp_path: object) -> None:

@@ -18,9 +18,14 @@ import dns.rdatatype
 import dns.rrset
 import dns.tsigkeyring
 import pytest
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
+from dnstls.acl import DEFAULT_ALLOW, AccessList
+from dnstls.cache import Answer, Cache
 from dnstls.chaos import Chaos
+from dnstls.forward import Recursion
 from dnstls.handler import Handler, QueryContext, Transport
 from dnstls.tap import load_store
 from tests.support import ZONES
@@ -138,6 +143,34 @@ def test_two_opts_formerr_with_opt(handler: Handler) -> None:
     assert reply.rcode() == dns.rcode.FORMERR
     assert reply.edns == 0
     assert reply.id == query.id
+
+
+def keepalive(data: bytes = b"") -> dns.edns.Option:
+    """An edns-tcp-keepalive option (RFC 7828) with C{data} as its value."""
+    return dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, data)
+
+
+def test_keepalive_with_timeout_formerr_on_stream(handler: Handler) -> None:
+    """Over TCP, a query whose edns-tcp-keepalive option carries a timeout gets FORMERR (RFC 7828 3.2.2)."""  # noqa: E501
+    query = dns.message.make_query(
+        "www.corner.test.", "A", use_edns=0, options=[keepalive(b"\x00\x64")]
+    )
+    reply = ask(handler, query, TCP)
+    assert reply.rcode() == dns.rcode.FORMERR
+    assert reply.edns == 0 and not reply.answer
+    assert ask(handler, query, UDP).rcode() == dns.rcode.NOERROR
+    empty = dns.message.make_query("www.corner.test.", "A", use_edns=0, options=[keepalive()])
+    assert ask(handler, empty, TCP).rcode() == dns.rcode.NOERROR
+
+
+def test_two_padding_options_formerr(handler: Handler) -> None:
+    """A query with two padding options gets FORMERR; with one it is answered."""
+    pad = dns.edns.GenericOption(dns.edns.OptionType.PADDING, b"\x00" * 8)
+    twice = dns.message.make_query("www.corner.test.", "A", use_edns=0, options=[pad, pad])
+    assert ask(handler, twice, TCP).rcode() == dns.rcode.FORMERR
+    assert ask(handler, twice, UDP).rcode() == dns.rcode.FORMERR
+    once = dns.message.make_query("www.corner.test.", "A", use_edns=0, options=[pad])
+    assert ask(handler, once, TCP).rcode() == dns.rcode.NOERROR
 
 
 def test_opt_with_non_root_owner_formerr(handler: Handler) -> None:
@@ -328,3 +361,45 @@ def test_bug_becomes_servfail(handler: Handler, monkeypatch: pytest.MonkeyPatch)
     assert reply.rcode() == dns.rcode.SERVFAIL
     assert reply.edns == 0
     assert [e for e in events if "log_failure" in e]
+
+
+class RecordingSource:
+    """A source of recursive answers that records every question it is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[dns.name.Name] = []
+
+    def query(
+        self, qname: dns.name.Name, qtype: int, qclass: int, do: bool, cd: bool = False
+    ) -> Deferred[Answer]:
+        self.asked.append(qname)
+        rrset = dns.rrset.from_text(qname, 300, "IN", "A", "192.0.2.7")
+        return succeed(Answer(dns.rcode.NOERROR, [rrset], [], []))
+
+    def close(self) -> None:
+        pass
+
+
+def test_rd0_answered_from_cache_only() -> None:
+    """RD=0 from a client that may recurse is REFUSED with EDE 20 until an RD=1 query fills the cache, and never asks upstream."""  # noqa: E501
+    source = RecordingSource()
+    handler = Handler(
+        load_store(ZONES, []),
+        recursion=Recursion(AccessList(DEFAULT_ALLOW), Cache(Clock()), source),
+    )
+    norec = dns.message.make_query("www.elsewhere.test.", "A", use_edns=0, flags=0)
+    refused = ask(handler, norec)
+    assert refused.rcode() == dns.rcode.REFUSED and not refused.answer
+    assert [e.code for e in refused.extended_errors()] == [dns.edns.EDECode.NOT_AUTHORITATIVE]
+    assert refused.flags & dns.flags.RA
+    assert source.asked == []
+    replies: list[bytes | None] = []
+    pending = handler.handle(dns.message.make_query("www.elsewhere.test.", "A").to_wire(), UDP)
+    assert isinstance(pending, Deferred)
+    pending.addCallback(replies.append)
+    assert replies and replies[0] is not None
+    cached = ask(handler, norec)
+    assert cached.rcode() == dns.rcode.NOERROR
+    assert [str(r) for r in cached.answer[0]] == ["192.0.2.7"]
+    assert not cached.flags & dns.flags.RD
+    assert source.asked == [dns.name.from_text("www.elsewhere.test.")]

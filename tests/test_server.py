@@ -1,6 +1,6 @@
 """
 Tests for L{dnstls.server}: the running server's periodic work, here the
-rotation of TLS session-ticket keys.
+rotation of TLS session-ticket keys, and what it closes when it stops.
 """
 
 from __future__ import annotations
@@ -9,10 +9,20 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import dns.message
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
+from dnstls.tap import Options, makeService
+from dnstls.testing import start_server
 from tests.support import ZONES, DnstlsProcess
 
 NAME = "dns.example.test"
@@ -78,3 +88,53 @@ def test_no_rotation_by_default_within_a_day(tmp_path: Path) -> None:
         assert not any("ticket keys rotated" in line for line in server.lines)
     finally:
         server.stop()
+
+
+#: TCP states in /proc/net/tcp
+_ESTABLISHED = "01"
+
+
+def established_to(port: int) -> list[int]:
+    """
+    The remote ports of the established IPv4 TCP connections whose local
+    port is C{port}: the connections a server on that port holds open.
+    """
+    ports = []
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if state == _ESTABLISHED and int(local.rpartition(":")[2], 16) == port:
+                ports.append(int(remote.rpartition(":")[2], 16))
+    return ports
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_closes_upstream_connections(tmp_path: Path) -> Generator[Any, Any, None]:
+    """When the server stops, its DoT upstream sees the forwarding connection close."""
+    with start_server({"www": ["A 192.0.2.80"]}) as upstream:
+        host, port = upstream.tls
+        options = Options()
+        options.parseOptions(
+            [
+                "--zones", str(tmp_path), "--listen", "127.0.0.1:0",
+                "--forward-tls", f"{host}:{port}#{upstream.server_name}",
+                "--forward-tls-ca", upstream.ca_path,
+            ]
+        )
+        service = makeService(options, reactor)
+        service.startService()
+        try:
+            assert service.handler.recursion is not None
+            answer = yield service.handler.recursion.resolve(
+                dns.name.from_text("www.example.test."), dns.rdatatype.A, dns.rdataclass.IN, False
+            )
+            assert [str(r) for r in answer.answer[0]] == ["192.0.2.80"]
+            assert len(established_to(port)) == 1
+        finally:
+            yield service.stopService()
+        deadline = time.monotonic() + 5
+        while established_to(port) and time.monotonic() < deadline:
+            yield deferLater(reactor, 0.05, lambda: None)
+        assert established_to(port) == []

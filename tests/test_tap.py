@@ -21,9 +21,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 
 from dnstls.errors import StartupError
+from dnstls.forward import Forwarder
 from dnstls.listen import Address
 from dnstls.protocol import DNSDatagramProtocol, DNSStreamFactory
-from dnstls.tap import Options, ServerService, load_store, makeService
+from dnstls.tap import Options, ServerService, answer_source, load_store, makeService
 from dnstls.zonefile import load_zone, zone_files
 from tests.support import ROOT, ZONES, DnstlsProcess, free_port, run_dnstls
 
@@ -126,6 +127,21 @@ def test_repeatable_listen_and_zone() -> None:
         (["--tcp-idle-timeout", "inf"], ["--tcp-idle-timeout", "inf"]),
         (["--max-connections", "-3"], ["--max-connections", "above 0"]),
         (["--max-connections", "1.5"], ["--max-connections", "1.5"]),
+        (["--upstream-timeout", "0"], ["--upstream-timeout", "above 0"]),
+        (["--upstream-timeout", "soon"], ["--upstream-timeout", "soon"]),
+        (
+            ["--no-recursion", "--forward", "127.0.0.1:5300"],
+            ["--no-recursion", "--forward", "contradict"],
+        ),
+        (
+            ["--forward-tls", "127.0.0.1:853#dns.test", "--no-recursion"],
+            ["--no-recursion", "--forward-tls", "contradict"],
+        ),
+        (
+            ["--root-hints", "hints", "--forward", "127.0.0.1:5300"],
+            ["--root-hints", "--forward", "contradicts"],
+        ),
+        (["--no-recursion", "--root-hints", "hints"], ["--root-hints", "--no-recursion", "contradicts"]),
     ],
 )
 def test_bad_options(capsys: pytest.CaptureFixture[str], args: list[str], words: list[str]) -> None:
@@ -144,6 +160,15 @@ def test_help() -> None:
     for line in text.splitlines():
         described = re.sub(r"^\s+(-\w, )?--[\w-]+=?\s+", "", line).strip()
         assert "  " not in described, line
+
+
+def test_upstream_timeout() -> None:
+    """--upstream-timeout sets how long the forwarder waits for each upstream; 2 s by default."""
+    assert parse()["upstream-timeout"] == 2.0
+    options = parse("--upstream-timeout", "0.5", "--forward", "127.0.0.1:5300")
+    source = answer_source(options, MemoryReactorClock())
+    assert isinstance(source, Forwarder)
+    assert source.timeout == 0.5
 
 
 # --- load_store ----------------------------------------------------------------
@@ -392,7 +417,8 @@ def test_embedded_default(tmp_path: Path) -> None:
     if why is not None:
         pytest.skip(why)
     try:
-        server = DnstlsProcess([], env={"STATE_DIRECTORY": str(tmp_path)})
+        # it asks only for a shipped zone, so recursion may stay on
+        server = DnstlsProcess([], env={"STATE_DIRECTORY": str(tmp_path)}, recursion=True)
     except RuntimeError as e:
         if "address already in use" in str(e):
             pytest.skip("port 53 was taken while the server started")

@@ -462,6 +462,71 @@ def test_bad_zone_fails_to_start(dnstls_factory: Factory) -> None:
         dnstls_factory({"www": ["A not-an-address"]})
 
 
+# Names outside the zones.
+
+
+def test_other_names_refused(dnstls_test_server: TestServer) -> None:
+    """
+    By default the server answers only from its zones: another name is
+    REFUSED with RA=0, so a client test never reaches the real root.
+    """
+    reply = udp(dnstls_test_server, query("www.elsewhere.invalid."))
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert not reply.answer
+    assert not reply.flags & dns.flags.RA
+
+
+def test_forward_to_another_server(dnstls_factory: Factory) -> None:
+    """
+    C{forward=[server]} makes names outside the zone resolve through that
+    server, which logs the question; the zone is still answered locally.
+    """
+    upstream = dnstls_factory({"www": ["A 192.0.2.99"]}, origin="up.test.")
+    server = dnstls_factory(forward=[upstream])
+    reply = udp(server, query("www.up.test."))
+    assert addresses(reply) == ["192.0.2.99"]
+    assert reply.flags & dns.flags.RA
+    assert addresses(udp(server, query())) == ["192.0.2.80"]
+    assert [q["name"] for q in upstream.queries()] == ["www.up.test."]
+
+
+def test_forward_as_text(dnstls_factory: Factory) -> None:
+    """C{forward=["HOST:PORT"]} forwards to the resolver at that address."""
+    upstream = dnstls_factory({"www": ["A 192.0.2.98"]}, origin="up.test.")
+    host, port = upstream.udp
+    server = dnstls_factory(forward=[f"{host}:{port}"])
+    assert addresses(udp(server, query("www.up.test."))) == ["192.0.2.98"]
+
+
+ROOT_ZONE = """\
+$ORIGIN .
+$TTL 300
+@ SOA a.root-servers.test. hostmaster.root-servers.test. 1 3600 600 86400 60
+@ NS a.root-servers.test.
+a.root-servers.test. A 127.55.0.1
+www.hinted.test. A 192.0.2.5
+"""
+
+
+def test_root_hints(dnstls_factory: Factory, tmp_path: Path) -> None:
+    """
+    C{root_hints=path} makes the server resolve other names by iterating
+    from the root servers that file names, here a test server for the root.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("a root server listens on port 53, which needs root")
+    root = dnstls_factory(ROOT_ZONE, args=["--listen", "127.55.0.1:53"])
+    hints = tmp_path / "root.hints"
+    hints.write_text(
+        ". 3600000 NS a.root-servers.test.\na.root-servers.test. 3600000 A 127.55.0.1\n"
+    )
+    server = dnstls_factory(root_hints=hints, args=["--no-qname-minimisation"])
+    reply = udp(server, query("www.hinted.test."))
+    assert addresses(reply) == ["192.0.2.5"]
+    assert reply.flags & dns.flags.RA
+    assert "www.hinted.test." in [q["name"] for q in root.queries()]
+
+
 # Faults: answers.
 
 

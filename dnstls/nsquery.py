@@ -1,0 +1,196 @@
+# -*- test-case-name: tests.test_iterate -*-
+"""
+One query to one authoritative name server, for the iterative resolver
+(L{dnstls.iterate}).
+
+Over UDP from a new socket with a random source port and a random ID
+(L{dnstls.forward.make_query}), RD=0, EDNS (with DO when the client asked
+for it) unless the server is known not to take it; only a reply that
+matches the question counts (L{dnstls.forward.matching_reply}).  TC=1 asks
+again over TCP.  No reply within C{timeout} seconds is L{Timeout}; an ICMP
+port unreachable or a refused TCP connection is a C{ConnectionError}.  A
+server that answers FORMERR or NOTIMP to EDNS is asked again without it,
+and remembered in the L{InfraCache}, as is its smoothed round-trip time.
+Identical queries to one server in flight at once are sent once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dnstls.forward import Upstream, _TCPExchange, _UDPExchange, make_query
+from dnstls.infracache import InfraCache
+
+#: RCODEs with which a server may be saying that it does not take EDNS.
+_NO_EDNS = (dns.rcode.FORMERR, dns.rcode.NOTIMP)
+
+
+class Timeout(Exception):
+    """
+    The server did not answer in time.
+    """
+
+
+class NameServerQueries:
+    """
+    Sends queries to authoritative servers.
+
+    @ivar infra: where each server's RTT and EDNS support are kept.
+    @ivar timeout: seconds to wait for one answer (per transport).
+    @ivar port: the servers' port (53 but in tests).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, infra: InfraCache, timeout: float, port: int = 53) -> None:
+        self.reactor = reactor
+        self.infra = infra
+        self.timeout = timeout
+        self.port = port
+        self._inflight: dict[tuple[Any, ...], list[Deferred[dns.message.Message]]] = {}
+        self._open: set[Any] = set()
+
+    async def ask(
+        self,
+        address: str,
+        qname: dns.name.Name,
+        qtype: int,
+        do: bool,
+        cd: bool,
+        spend: Callable[[], None],
+    ) -> dns.message.Message:
+        """
+        The reply of the server at C{address} to C{qname} C{qtype} IN; an
+        identical query already in flight to it is waited for instead of
+        sent again.
+
+        @param spend: called before each query is sent; it raises to stop
+            a question that has done enough work.
+        @raise Timeout: when the server is silent.
+        """
+        key = (address, qname.canonicalize(), int(qtype), do, cd)
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            mine: Deferred[dns.message.Message] = Deferred()
+            waiting.append(mine)
+            reply: dns.message.Message = await mine
+            return reply
+        spend()
+        self._inflight[key] = []
+        try:
+            reply = await self._send(address, qname, qtype, do, cd, spend)
+        except BaseException as e:
+            failure = Failure(e)
+            for each in self._inflight.pop(key, []):
+                each.errback(failure)
+            raise
+        for each in self._inflight.pop(key, []):
+            each.callback(reply)
+        return reply
+
+    def close(self) -> None:
+        """
+        Abandon every query in flight: each fails at once.
+        """
+        for each in list(self._open):
+            if hasattr(each, "stopListening"):
+                each.stopListening()
+            else:
+                each.loseConnection()
+        self._open.clear()
+
+    async def _send(
+        self,
+        address: str,
+        qname: dns.name.Name,
+        qtype: int,
+        do: bool,
+        cd: bool,
+        spend: Callable[[], None],
+    ) -> dns.message.Message:
+        edns = self.infra.edns(address)
+        reply = await self._timed(address, _query(qname, qtype, do, cd, edns))
+        if edns and reply.rcode() in _NO_EDNS:
+            spend()
+            plain = await self._timed(address, _query(qname, qtype, do, cd, False))
+            if plain.rcode() not in _NO_EDNS:
+                self.log.info("{address} does not take EDNS", address=address)
+                self.infra.no_edns(address)
+            reply = plain
+        return reply
+
+    async def _timed(self, address: str, query: dns.message.Message) -> dns.message.Message:
+        """
+        Send C{query} over UDP, and over TCP when the reply is truncated,
+        keeping the server's RTT.
+        """
+        started = self.reactor.seconds()
+        try:
+            reply = await self._udp(address, query)
+            if reply.flags & dns.flags.TC:
+                reply = await self._tcp(address, query)
+        except Timeout:
+            self.infra.timed_out(address, self.timeout)
+            raise
+        self.infra.answered(address, self.reactor.seconds() - started)
+        return reply
+
+    async def _within(self, waiting: Deferred[dns.message.Message]) -> dns.message.Message:
+        def expire() -> None:
+            if not waiting.called:
+                waiting.errback(Timeout())
+
+        timer = self.reactor.callLater(self.timeout, expire)
+        try:
+            reply: dns.message.Message = await waiting
+            return reply
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    async def _udp(self, address: str, query: dns.message.Message) -> dns.message.Message:
+        exchange = _UDPExchange(query, Upstream(address, self.port))
+        interface = "::" if ":" in address else "0.0.0.0"
+        port = self.reactor.listenUDP(0, exchange, interface=interface)
+        self._open.add(port)
+        try:
+            return await self._within(exchange.done)
+        finally:
+            self._open.discard(port)
+            port.stopListening()
+
+    async def _tcp(self, address: str, query: dns.message.Message) -> dns.message.Message:
+        kind = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
+        endpoint = kind(self.reactor, address, self.port, timeout=self.timeout)
+        exchange = _TCPExchange(query)
+        await connectProtocol(endpoint, exchange)
+        assert exchange.transport is not None
+        self._open.add(exchange.transport)
+        try:
+            return await self._within(exchange.done)
+        finally:
+            self._open.discard(exchange.transport)
+            exchange.transport.loseConnection()
+
+
+def _query(qname: dns.name.Name, qtype: int, do: bool, cd: bool, edns: bool) -> dns.message.Message:
+    """
+    The query for an authoritative server: RD=0, a random ID, and EDNS
+    with the client's DO unless C{edns} is false.
+    """
+    query = make_query(qname, qtype, dns.rdataclass.IN, do and edns, cd)
+    query.flags &= ~dns.flags.RD
+    if not edns:
+        query.use_edns(False)
+    return query

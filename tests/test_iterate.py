@@ -1,0 +1,557 @@
+"""
+The iterative resolver (L{dnstls.iterate.Iterator}) against a real DNS tree
+on loopback (L{tests.dnstree}: our servers, knotd and crafted responders on
+127.53.X.Y port 53), driven in-process on the real reactor; what it sent is
+read from the tree servers' query logs.  The root hints loader and the
+infrastructure cache are checked in memory.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator as Iterating
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import MemoryReactorClock
+
+from dnstls.acl import DEFAULT_ALLOW, AccessList
+from dnstls.cache import Answer, Cache
+from dnstls.forward import ForwardError, Recursion
+from dnstls.infracache import UNKNOWN_RTT, InfraCache, Rank
+from dnstls.iterate import (
+    MAX_MINIMISE_COUNT,
+    MAX_NS_PER_ZONE,
+    MINIMISE_ONE_LAB,
+    Iterator,
+    classify,
+    minimised,
+)
+from dnstls.roothints import default_root_hints_path, load_root_hints, parse_root_hints
+from tests import dnstree
+from tests.dnstree import Tree, running_tree
+from tests.support import require_tool
+
+A = dns.rdatatype.A
+IN = 1
+
+
+class FirstChoice(random.Random):
+    """
+    Picks the first of equally fast servers, so that a test knows which
+    server of a zone is asked first (the names' sorted order).
+    """
+
+    def choice(self, seq: Sequence[Any]) -> Any:
+        return seq[0]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterating[Tree]:
+    """The DNS tree of L{tests.dnstree}, for the whole module."""
+    require_tool("knotd")
+    with running_tree(tmp_path_factory.mktemp("tree")) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh(tree: Tree) -> Tree:
+    """The tree with its query logs emptied."""
+    tree.clear_queries()
+    return tree
+
+
+def iterator(tree: Tree, **options: Any) -> Iterator:
+    """A new resolver (empty caches) for the tree."""
+    options.setdefault("timeout", 1.0)
+    options.setdefault("rng", FirstChoice())
+    return Iterator(load_root_hints(tree.hints), reactor, **options)
+
+
+def resolve(
+    resolver: Iterator, name: str, rdtype: int = A, do: bool = False, cd: bool = False
+) -> defer.Deferred[Answer]:
+    return resolver.query(dns.name.from_text(name), rdtype, IN, do, cd)
+
+
+def texts(rrsets: Sequence[dns.rrset.RRset]) -> list[str]:
+    """The records of C{rrsets} as text, TTLs left out."""
+    return [
+        f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)} {rdata}"
+        for rrset in rrsets for rdata in rrset
+    ]
+
+
+async def failure_of(waiting: defer.Deferred[Answer]) -> ForwardError:
+    with pytest.raises(ForwardError) as raised:
+        await waiting
+    return raised.value
+
+
+# -- resolution through the tree -------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_delegation_chain(fresh: Tree) -> None:
+    """A name three zones down resolves from the root hints, each server asked once."""
+    answer = await resolve(iterator(fresh), "www.leaf.test.")
+    assert answer.rcode == dns.rcode.NOERROR
+    assert texts(answer.answer) == ["www.leaf.test. A 192.0.2.80"]
+    assert len(fresh.queries(".")) == 1
+    assert len(fresh.queries("test.")) == 1
+    assert fresh.queries("leaf.test.") == [("www.leaf.test.", "A", "udp")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_qname_minimisation(fresh: Tree) -> None:
+    """With minimisation the root sees only test., the TLD only leaf.test., the leaf one label at a time."""
+    answer = await resolve(iterator(fresh), "deep.a.b.c.d.e.f.leaf.test.")
+    assert texts(answer.answer) == ["deep.a.b.c.d.e.f.leaf.test. A 192.0.2.90"]
+    assert fresh.queries(".") == [("test.", "A", "udp")]
+    assert fresh.queries("test.") == [("leaf.test.", "A", "udp")]
+    assert [name for name, _, _ in fresh.queries("leaf.test.")] == [
+        "f.leaf.test.", "e.f.leaf.test.", "d.e.f.leaf.test.", "c.d.e.f.leaf.test.",
+        "b.c.d.e.f.leaf.test.", "a.b.c.d.e.f.leaf.test.", "deep.a.b.c.d.e.f.leaf.test.",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_minimisation(fresh: Tree) -> None:
+    """With minimise=False every server is sent the full name and type."""
+    answer = await resolve(iterator(fresh, minimise=False), "www.leaf.test.", dns.rdatatype.TXT)
+    assert answer.rcode == dns.rcode.NOERROR and answer.answer == []
+    assert fresh.queries(".") == [("www.leaf.test.", "TXT", "udp")]
+    assert fresh.queries("test.") == [("www.leaf.test.", "TXT", "udp")]
+    assert fresh.queries("leaf.test.") == [("www.leaf.test.", "TXT", "udp")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_minimisation_falls_back_to_the_full_name(fresh: Tree) -> None:
+    """A server that fails a minimised name is asked the full name instead."""
+    answer = await resolve(iterator(fresh), "www.x.broken.poison.test.")
+    assert texts(answer.answer) == ["www.x.broken.poison.test. A 192.0.2.89"]
+    assert fresh.poison is not None
+    assert [q.question[0].name.to_text() for q in fresh.poison.queries] == [
+        "broken.poison.test.", "x.broken.poison.test.", "www.x.broken.poison.test."
+    ]
+
+
+def test_minimisation_steps_are_bounded() -> None:
+    """A long name is reached in at most MAX_MINIMISE_COUNT minimised steps, the first ones one label each."""
+    name = dns.name.from_text(".".join(f"l{i}" for i in range(30)) + ".example.")
+    known, asked = dns.name.from_text("example."), []
+    while known != name:
+        known = minimised(name, known, len(asked))
+        asked.append(known)
+    assert len(asked) <= MAX_MINIMISE_COUNT + 1
+    assert [len(n) for n in asked[:MINIMISE_ONE_LAB]] == [3, 4, 5, 6]
+    assert asked[-1] == name
+
+
+@pytest_twisted.ensureDeferred
+async def test_glueless_delegation(fresh: Tree) -> None:
+    """A zone whose servers are named in another TLD resolves through that TLD."""
+    answer = await resolve(iterator(fresh), "www.glueless.test.")
+    assert texts(answer.answer) == ["www.glueless.test. A 192.0.2.82"]
+    assert ("ns1.hosting.example.", "A", "udp") in fresh.queries("example.")
+
+
+@pytest_twisted.ensureDeferred
+async def test_cname_into_another_zone(fresh: Tree) -> None:
+    """A CNAME chain from leaf.test. into other.test. (knotd) comes back whole."""
+    answer = await resolve(iterator(fresh), "chain.leaf.test.")
+    assert texts(answer.answer) == [
+        "chain.leaf.test. CNAME alias.leaf.test.",
+        "alias.leaf.test. CNAME www.other.test.",
+        "www.other.test. A 192.0.2.81",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_dname(fresh: Tree) -> None:
+    """A DNAME (knotd) comes back with the CNAME synthesized from it and the target's answer."""
+    answer = await resolve(iterator(fresh), "www.old.dname.test.")
+    assert texts(answer.answer) == [
+        "old.dname.test. DNAME leaf.test.",
+        "www.old.dname.test. CNAME www.leaf.test.",
+        "www.leaf.test. A 192.0.2.80",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_chain_limit(fresh: Tree) -> None:
+    """A CNAME chain longer than max_chain fails with EDE 0 instead of being followed."""
+    error = await failure_of(resolve(iterator(fresh, max_chain=1), "chain.leaf.test."))
+    assert error.ede == dns.edns.EDECode.OTHER
+
+
+@pytest_twisted.ensureDeferred
+async def test_nxdomain(fresh: Tree) -> None:
+    """A name that does not exist is NXDOMAIN with the zone's SOA, for the negative cache."""
+    answer = await resolve(iterator(fresh), "nothing.leaf.test.")
+    assert answer.rcode == dns.rcode.NXDOMAIN and answer.answer == []
+    assert [(r.name.to_text(), r.rdtype) for r in answer.authority] == [
+        ("leaf.test.", dns.rdatatype.SOA)
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_nxdomain_cut_rfc8020(fresh: Tree) -> None:
+    """NXDOMAIN for a minimised name ends the resolution: the full name is never sent."""
+    answer = await resolve(iterator(fresh), "a.b.nothing.leaf.test.")
+    assert answer.rcode == dns.rcode.NXDOMAIN
+    assert fresh.queries("leaf.test.") == [("nothing.leaf.test.", "A", "udp")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_nodata(fresh: Tree) -> None:
+    """A name without the type asked is NOERROR, no answer, the SOA in authority."""
+    answer = await resolve(iterator(fresh), "www.leaf.test.", dns.rdatatype.AAAA)
+    assert answer.rcode == dns.rcode.NOERROR and answer.answer == []
+    assert [r.rdtype for r in answer.authority] == [dns.rdatatype.SOA]
+
+
+@pytest_twisted.ensureDeferred
+async def test_lame_server_skipped(fresh: Tree) -> None:
+    """A delegated server that refuses the zone is asked, then the next one answers."""
+    answer = await resolve(iterator(fresh), "www.lame.test.")
+    assert texts(answer.answer) == ["www.lame.test. A 192.0.2.83"]
+    # ns1.lame.test. (the leaf server) comes first and refuses
+    assert fresh.queries("leaf.test.") == [("www.lame.test.", "A", "udp")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_upward_referral_is_lame(fresh: Tree) -> None:
+    """A server that refers upward is skipped for the next, and not asked first again."""
+    resolver = iterator(fresh)
+    answer = await resolve(resolver, "www.upward.test.")
+    assert texts(answer.answer) == ["www.upward.test. A 192.0.2.88"]
+    assert fresh.poison is not None
+    assert [q.question[0].name.to_text() for q in fresh.poison.queries] == ["www.upward.test."]
+    assert resolver.infra.is_lame(dnstree.UPWARD, dnstree.POISON_ADDRESS)
+    fresh.poison.queries.clear()
+    answer = await resolve(resolver, "nothing.upward.test.")
+    assert answer.rcode == dns.rcode.NXDOMAIN
+    assert fresh.poison.queries == []
+
+
+def test_lame_replies_classified() -> None:
+    """Upward and sideways referrals and non-authoritative answers are lame; a referral down is not."""
+    zone = dns.name.from_text("test.")
+    qname = dns.name.from_text("www.leaf.test.")
+
+    def reply(authority: str | None = None, answer: bool = False, aa: bool = False) -> dns.message.Message:
+        message = dns.message.make_response(dns.message.make_query(qname, A))
+        if aa:
+            message.flags |= dns.flags.AA
+        if authority is not None:
+            message.authority.append(dns.rrset.from_text(authority, 300, "IN", "NS", "ns.x."))
+        if answer:
+            message.answer.append(dns.rrset.from_text(qname, 300, "IN", "A", "192.0.2.1"))
+        return message
+
+    assert classify(reply("leaf.test."), zone, qname) == "referral"
+    assert classify(reply("."), zone, qname) is None  # upward
+    assert classify(reply("test."), zone, qname) is None  # to itself
+    assert classify(reply("other.test."), zone, qname) is None  # sideways
+    assert classify(reply(answer=True), zone, qname) is None  # answer without AA
+    assert classify(reply(answer=True, aa=True), zone, qname) == "answer"
+    assert classify(reply(), zone, qname) is None  # NODATA without AA
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_server_skipped(fresh: Tree) -> None:
+    """A delegated server that never answers is left after the timeout for the next one."""
+    resolver = iterator(fresh, timeout=1.0)
+    answer = await resolve(resolver, "www.silent.test.")
+    assert texts(answer.answer) == ["www.silent.test. A 192.0.2.84"]
+    assert fresh.silent is not None and len(fresh.silent.queries) == 1
+    # its RTT is now backed off: the next question goes to the other first
+    answer = await resolve(resolver, "nothing.silent.test.")
+    assert answer.rcode == dns.rcode.NXDOMAIN
+    assert len(fresh.silent.queries) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_stops_queries_in_flight(fresh: Tree) -> None:
+    """close() ends a question waiting on a silent server at once, with SERVFAIL's EDE 22."""
+    resolver = iterator(fresh, timeout=30.0)
+    waiting = resolve(resolver, "www.dead.test.")
+    assert fresh.silent is not None
+    for _ in range(1000):
+        if fresh.silent.queries:
+            break
+        await deferLater(reactor, 0.01)
+    assert not waiting.called
+    resolver.close()
+    error = await failure_of(waiting)
+    assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
+
+
+@pytest_twisted.ensureDeferred
+async def test_all_silent_is_no_reachable_authority(fresh: Tree) -> None:
+    """A zone whose only server is silent fails with EDE 22 (No Reachable Authority)."""
+    error = await failure_of(resolve(iterator(fresh, timeout=0.3), "www.dead.test."))
+    assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_is_network_error(fresh: Tree) -> None:
+    """A zone whose only server's port is closed (ICMP unreachable) fails with EDE 23 (Network Error)."""
+    error = await failure_of(resolve(iterator(fresh), "www.unreachable.test."))
+    assert error.ede == dns.edns.EDECode.NETWORK_ERROR
+
+
+@pytest_twisted.ensureDeferred
+async def test_truncation_forces_tcp(fresh: Tree) -> None:
+    """A server that truncates every UDP reply is asked again over TCP, and the answer is complete."""
+    answer = await resolve(iterator(fresh), "big.tc.test.", dns.rdatatype.TXT)
+    assert len(answer.answer) == 1 and len(answer.answer[0]) == 20
+    assert fresh.queries("tc.test.") == [
+        ("big.tc.test.", "TXT", "udp"), ("big.tc.test.", "TXT", "tcp")
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_out_of_bailiwick_glue_ignored(fresh: Tree) -> None:
+    """A referral's addresses for names outside the referring zone are neither used nor cached."""
+    resolver = iterator(fresh)
+    answer = await resolve(resolver, "www.sub.poison.test.")
+    assert texts(answer.answer) == ["www.sub.poison.test. A 192.0.2.85"]
+    assert fresh.trap is not None and fresh.trap.queries == []
+    # the server's name was resolved through example., its real address kept
+    assert ("ns.victim.example.", "A", "udp") in fresh.queries("example.")
+    victim = resolver.infra.get(dns.name.from_text("ns.victim.example."), A)
+    assert victim is not None and [r.address for r in victim] == [dnstree.KNOT_ADDRESS]
+    assert resolver.infra.get(dns.name.from_text("www.leaf.test."), A) is None
+    answer = await resolve(resolver, "www.leaf.test.")
+    assert texts(answer.answer) == ["www.leaf.test. A 192.0.2.80"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_referral_fan_out_capped(fresh: Tree) -> None:
+    """A delegation to ten glueless names that do not exist is given up after MAX_NS_PER_ZONE lookups."""
+    error = await failure_of(resolve(iterator(fresh), "www.fan.test."))
+    assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
+    looked_up = [n for n, _, _ in fresh.queries("example.") if n.startswith("f")]
+    assert len(looked_up) == MAX_NS_PER_ZONE
+
+
+@pytest_twisted.ensureDeferred
+async def test_name_server_lookups_capped_per_question(fresh: Tree) -> None:
+    """Name-server lookups for one question stop at max_ns_lookups, failing with EDE 0."""
+    error = await failure_of(resolve(iterator(fresh, max_ns_lookups=2), "www.fan.test."))
+    assert error.ede == dns.edns.EDECode.OTHER
+    looked_up = [n for n, _, _ in fresh.queries("example.") if n.startswith("f")]
+    assert len(looked_up) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_query_limit(fresh: Tree) -> None:
+    """A question that needs more upstream queries than max_queries fails with EDE 0."""
+    error = await failure_of(resolve(iterator(fresh, max_queries=4), "deep.a.b.c.d.e.f.leaf.test."))
+    assert error.ede == dns.edns.EDECode.OTHER
+    sent = sum(len(fresh.queries(zone)) for zone in (".", "test.", "leaf.test."))
+    assert sent == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_edns_fallback(fresh: Tree) -> None:
+    """A server that answers FORMERR to EDNS is asked again without it, and remembered."""
+    resolver = iterator(fresh)
+    answer = await resolve(resolver, "noedns.poison.test.")
+    assert texts(answer.answer) == ["noedns.poison.test. A 192.0.2.87"]
+    assert fresh.poison is not None
+    assert [q.edns for q in fresh.poison.queries] == [0, -1]
+    assert resolver.infra.edns(dnstree.POISON_ADDRESS) is False
+    fresh.poison.queries.clear()
+    await resolve(resolver, "x.poison.test.")
+    assert [q.edns for q in fresh.poison.queries] == [-1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_rd_off_do_and_cd_passed_on(fresh: Tree) -> None:
+    """Queries to authoritative servers have RD=0, and carry the client's DO and CD; AD is never set."""
+    answer = await resolve(iterator(fresh), "www.leaf.test.", do=True, cd=True)
+    assert not answer.authenticated
+    logged = fresh.servers["leaf.test."].queries()
+    assert [(q["rd"], q["do"]) for q in logged] == [(False, True)]
+    await resolve(iterator(fresh), "x.poison.test.", do=True, cd=True)
+    assert fresh.poison is not None and len(fresh.poison.queries) == 1
+    sent = fresh.poison.queries[0]
+    assert sent.flags & dns.flags.CD and sent.ednsflags & dns.flags.DO
+    assert not sent.flags & dns.flags.RD
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_identical_questions_coalesced(fresh: Tree) -> None:
+    """Two identical questions at once send each upstream query once."""
+    resolver = iterator(fresh)
+    first, second = await defer.gatherResults(
+        [resolve(resolver, "www.leaf.test."), resolve(resolver, "www.leaf.test.")]
+    )
+    assert texts(first.answer) == texts(second.answer) == ["www.leaf.test. A 192.0.2.80"]
+    assert fresh.queries(".") == [("test.", "A", "udp")]
+    assert fresh.queries("leaf.test.") == [("www.leaf.test.", "A", "udp")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_delegations_cached(fresh: Tree) -> None:
+    """A second name in a known zone goes straight to that zone's server."""
+    resolver = iterator(fresh)
+    await resolve(resolver, "www.leaf.test.")
+    fresh.clear_queries()
+    answer = await resolve(resolver, "nothing.leaf.test.")
+    assert answer.rcode == dns.rcode.NXDOMAIN
+    assert fresh.queries(".") == [] and fresh.queries("test.") == []
+    assert fresh.queries("leaf.test.") == [("nothing.leaf.test.", "A", "udp")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_second_resolution_from_the_cache(fresh: Tree) -> None:
+    """Through Recursion and its Cache, the same question again causes no upstream query."""
+    recursion = Recursion(AccessList(DEFAULT_ALLOW), Cache(reactor), iterator(fresh))
+    for name in ("chain.leaf.test.", "nothing.leaf.test."):
+        first = await recursion.resolve(dns.name.from_text(name), A, IN, False)
+        fresh.clear_queries()
+        again = await recursion.resolve(dns.name.from_text(name), A, IN, False)
+        assert (again.rcode, texts(again.answer)) == (first.rcode, texts(first.answer))
+        assert all(fresh.queries(zone) == [] for zone in fresh.servers)
+
+
+def test_nothing_sent_at_start() -> None:
+    """Building the resolver sends nothing and opens no socket (no priming)."""
+    memory = MemoryReactorClock()  # it has no listenUDP: a UDP query would raise
+    Iterator(load_root_hints(), memory)
+    assert memory.tcpClients == [] and memory.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_closed_resolver_fails(fresh: Tree) -> None:
+    """After close() a question fails instead of being sent."""
+    resolver = iterator(fresh)
+    resolver.close()
+    error = await failure_of(resolve(resolver, "www.leaf.test."))
+    assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
+    assert fresh.queries(".") == []
+
+
+# -- root hints ------------------------------------------------------------
+
+
+def test_shipped_root_hints() -> None:
+    """The shipped IANA file gives the 13 root servers, each with IPv4 and IPv6 addresses."""
+    hints = load_root_hints()
+    assert default_root_hints_path().name == "root.hints"
+    assert len(hints.names) == 13
+    a = hints.addresses_of(dns.name.from_text("a.root-servers.net."))
+    assert "198.41.0.4" in a and any(":" in address for address in a)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("this is not ( a zone", "not a root hints file"),
+        ("a.root. 3600 A 192.0.2.1\n", "no NS records"),
+        (". 3600 NS a.root.\n", "no address for the root server a.root."),
+        (". 3600 NS a.root.\na.root. 3600 A 192.0.2.1\nx. 3600 MX 1 a.\n", "does not belong"),
+    ],
+)
+def test_bad_root_hints(tmp_path: Path, text: str, reason: str) -> None:
+    """A bad root hints file is one line of ValueError naming the file and the fault."""
+    path = tmp_path / "hints"
+    path.write_text(text)
+    with pytest.raises(ValueError) as raised:
+        load_root_hints(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
+
+
+def test_missing_root_hints(tmp_path: Path) -> None:
+    """A root hints file that cannot be read is a ValueError naming it."""
+    with pytest.raises(ValueError, match="cannot read root hints"):
+        load_root_hints(tmp_path / "absent")
+
+
+def test_root_hints_text() -> None:
+    """Hints parse from text, addresses kept in the file's order."""
+    hints = parse_root_hints(". 1 NS b.x.\n. 1 NS a.x.\na.x. 1 A 192.0.2.1\nb.x. 1 AAAA 2001:db8::1\n")
+    assert [n.to_text() for n in hints.names] == ["b.x.", "a.x."]
+    assert hints.addresses_of(dns.name.from_text("b.x.")) == ("2001:db8::1",)
+
+
+# -- the infrastructure cache --------------------------------------------
+
+
+def rrset(name: str, ttl: int, address: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text(name, ttl, "IN", "A", address)
+
+
+def test_infra_ttl_counts_down() -> None:
+    """Records count down on the injected clock and are gone when their TTL is."""
+    clock = Clock()
+    infra = InfraCache(clock)
+    infra.put(rrset("ns.x.", 10, "192.0.2.1"), Rank.ADDITIONAL)
+    clock.advance(4)
+    found = infra.get(dns.name.from_text("NS.x."), A)
+    assert found is not None and found.ttl == 6
+    clock.advance(6)
+    assert infra.get(dns.name.from_text("ns.x."), A) is None
+
+
+def test_infra_ranks() -> None:
+    """Lower-ranked data never replaces higher-ranked data that is alive (RFC 2181 5.4.1)."""
+    clock = Clock()
+    infra = InfraCache(clock)
+    name = dns.name.from_text("ns.x.")
+    assert infra.put(rrset("ns.x.", 100, "192.0.2.1"), Rank.AUTHORITATIVE)
+    assert not infra.put(rrset("ns.x.", 100, "192.0.2.66"), Rank.ADDITIONAL)
+    assert not infra.put(rrset("ns.x.", 100, "192.0.2.66"), Rank.ANSWER)
+    found = infra.get(name, A)
+    assert found is not None and [r.address for r in found] == ["192.0.2.1"]
+    assert infra.put(rrset("ns.x.", 100, "192.0.2.2"), Rank.AUTHORITATIVE)
+    clock.advance(100)
+    assert infra.put(rrset("ns.x.", 100, "192.0.2.3"), Rank.ADDITIONAL)
+    assert infra.rank(name, A) == Rank.ADDITIONAL
+    assert infra.put(rrset("ns.x.", 100, "192.0.2.4"), Rank.AUTHORITY)
+    assert infra.rank(name, A) == Rank.AUTHORITY
+
+
+def test_infra_size_bound() -> None:
+    """The cache keeps at most its size, dropping the least recently used."""
+    infra = InfraCache(Clock(), size=2)
+    for i in range(3):
+        infra.put(rrset(f"n{i}.x.", 100, "192.0.2.1"), Rank.ADDITIONAL)
+    assert len(infra) == 2
+    assert infra.get(dns.name.from_text("n0.x."), A) is None
+
+
+def test_infra_server_state() -> None:
+    """RTTs are smoothed, timeouts back off, and server state expires."""
+    clock = Clock()
+    infra = InfraCache(clock)
+    assert infra.rtt("192.0.2.1") == UNKNOWN_RTT
+    infra.answered("192.0.2.1", 0.1)
+    infra.answered("192.0.2.1", 0.2)
+    assert infra.rtt("192.0.2.1") == pytest.approx(0.13)
+    infra.timed_out("192.0.2.2", 1.5)
+    assert infra.rtt("192.0.2.2") == 1.5
+    infra.no_edns("192.0.2.1")
+    infra.lame(dns.name.from_text("x."), "192.0.2.1")
+    assert not infra.edns("192.0.2.1") and infra.is_lame(dns.name.from_text("X."), "192.0.2.1")
+    clock.advance(901)
+    assert infra.edns("192.0.2.1") and not infra.is_lame(dns.name.from_text("x."), "192.0.2.1")
+    assert infra.rtt("192.0.2.1") == UNKNOWN_RTT
+
