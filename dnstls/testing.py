@@ -28,13 +28,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -43,21 +39,17 @@ from typing import Any
 import dns.rdataclass
 import dns.rdatatype
 import dns.zone
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import dnstls
 from dnstls.certs import spki_pin
+from dnstls.testcerts import ca_certificate, server_certificate, write_certificates, write_key
+from dnstls.testprocess import DnstlsChild, chooses_recursion
 
 #: The certificate the server presents: valid for the server name, valid
 #: for another name, or expired.
 CERTIFICATES = ("valid", "other-name", "expired")
 
-_LISTENING = re.compile(r"listening on (udp|tcp|tls) (\S+)")
-_READY = re.compile(r"serving \d+ zones")
-_PIN = re.compile(r"SPKI pin sha256 (\S+)")
 _APEX_SOA = "@ SOA ns.fixture.invalid. hostmaster.fixture.invalid. 1 3600 600 86400 60"
 _APEX_NS = "@ NS ns.fixture.invalid."
 _ORIGIN = re.compile(r"^\$ORIGIN[ \t]+(\S+)", re.M | re.I)
@@ -107,6 +99,7 @@ class TestServer:
         if certificate not in CERTIFICATES:
             raise ValueError(f"certificate must be one of {', '.join(CERTIFICATES)}")
         self.directory = Path(tempfile.mkdtemp(prefix="dnstls-fixture-"))
+        self._child: DnstlsChild | None = None
         self.server_name = server_name
         self.origin = origin if origin.endswith(".") else origin + "."
         try:
@@ -118,9 +111,7 @@ class TestServer:
                 self.directory, cert_name, expired=certificate == "expired"
             )
             self._control_path = str(self.directory / "control.sock")
-            command = [
-                sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", "dnstls",
+            options = [
                 "--zones", str(zone_dir),
                 "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
                 "--tls-cert", str(cert), "--tls-key", str(key),
@@ -130,14 +121,14 @@ class TestServer:
                 *args,
                 *_recursion_args(args, forward, root_hints),
             ]
-            self._lines: list[str] = []
-            self.process = subprocess.Popen(
-                command, cwd=self.directory, env=_child_environment(),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            self._child = DnstlsChild(
+                options, timeout=timeout, cwd=self.directory, env=_child_environment(),
+                error=TestServerError,
             )
-            self._reader = threading.Thread(target=self._read, daemon=True)
-            self._reader.start()
-            addresses = self._wait(timeout)
+            self.process: subprocess.Popen[str] = self._child.process
+            addresses: dict[str, tuple[str, int]] = {}
+            for kind, host, port in self._child.addresses:
+                addresses.setdefault(kind, (host, port))
             if faults:
                 self.faults(**faults)
         except BaseException:
@@ -147,33 +138,12 @@ class TestServer:
         self.tcp = addresses["tcp"]
         self.tls = addresses["tls"]
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._lines.append(line.rstrip("\n"))
-
-    def _wait(self, timeout: float) -> dict[str, tuple[str, int]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            lines = list(self._lines)
-            if any(_READY.search(line) for line in lines):
-                found: dict[str, tuple[str, int]] = {}
-                for line in lines:
-                    match = _LISTENING.search(line)
-                    if match:
-                        host, _, port = match.group(2).rpartition(":")
-                        found.setdefault(match.group(1), (host.strip("[]"), int(port)))
-                return found
-            time.sleep(0.02)
-        self._reader.join(1)
-        raise TestServerError("dnstls did not start:\n" + "\n".join(self._lines))
-
     @property
     def output(self) -> str:
         """
         Everything the server has logged so far.
         """
-        return "\n".join(self._lines)
+        return self._child.output if self._child is not None else ""
 
     def _control(self, request: dict[str, Any]) -> dict[str, Any]:
         data = b""
@@ -233,17 +203,8 @@ class TestServer:
         """
         Stop the server and remove its files.
         """
-        process = getattr(self, "process", None)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        if process is not None and process.stdout is not None:
-            self._reader.join(2)
-            process.stdout.close()
+        if self._child is not None:
+            self._child.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> TestServer:
@@ -282,11 +243,6 @@ def start_server(zones: Zones = None, **options: Any) -> TestServer:
     return TestServer(zones, **options)
 
 
-#: Options in C{args} that choose where answers for names outside the zones
-#: come from.
-_RECURSION_OPTIONS = frozenset({"--no-recursion", "--forward", "--forward-tls", "--root-hints"})
-
-
 def _recursion_args(
     args: Sequence[str],
     forward: Sequence[str | TestServer],
@@ -304,7 +260,7 @@ def _recursion_args(
         added += ["--forward", upstream]
     if root_hints is not None:
         added += ["--root-hints", os.fspath(root_hints)]
-    if not added and not any(arg.partition("=")[0] in _RECURSION_OPTIONS for arg in args):
+    if not added and not chooses_recursion(args):
         added.append("--no-recursion")
     return added
 
@@ -402,64 +358,18 @@ def _make_certificates(
     the leaf and key paths, and the leaf's SPKI pin.
     """
     now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dnstls test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = ca_certificate(ca_key, "dnstls test CA", now - day, now + 30 * day, path_length=0)
     key = ec.generate_private_key(ec.SECP256R1())
-    start, end = (
-        (now - datetime.timedelta(days=30), now - datetime.timedelta(days=1))
-        if expired
-        else (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    start, end = (now - 30 * day, now - day) if expired else (now - day, now + 30 * day)
+    leaf = server_certificate(key, (name,), start, end, issuer=(ca, ca_key))
     ca_path = directory / "ca.pem"
     cert_path = directory / "server.pem"
     key_path = directory / "server.key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as key_file:
-        key_file.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    write_certificates(ca_path, [ca])
+    write_certificates(cert_path, [leaf])
+    write_key(key_path, key)
     return str(ca_path), cert_path, key_path, spki_pin(leaf)
 
 

@@ -12,11 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+from dnstls.testcerts import (
+    PrivateKey,
+    ca_certificate,
+    key_pem,
+    server_certificate,
+    write_certificates,
+    write_key,
+)
+
+__all__ = ["Issuer", "Leaf", "PrivateKey", "key_pem", "make_ca", "make_leaf", "new_key"]
 
 _NOW = datetime.datetime.now(datetime.UTC)
 _DAY = datetime.timedelta(days=1)
@@ -70,15 +78,6 @@ def new_key(kind: str = "ec", bits: int = 2048) -> PrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def key_pem(key: PrivateKey) -> bytes:
-    """
-    C{key} as unencrypted PKCS#8 PEM.
-    """
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def make_ca(directory: Path, name: str = "dnstls test CA", issuer: Issuer | None = None) -> Issuer:
     """
     A self-signed CA, or with C{issuer} an intermediate CA signed by it,
@@ -86,31 +85,10 @@ def make_ca(directory: Path, name: str = "dnstls test CA", issuer: Issuer | None
     """
     directory.mkdir(parents=True, exist_ok=True)
     key = new_key("ec")
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    signer_name = issuer.certificate.subject if issuer else subject
-    signer_key = issuer.key if issuer else key
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(signer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_NOW - _DAY)
-        .not_valid_after(_NOW + 30 * _DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(signer_key, hashes.SHA256())
-    )
+    signer = (issuer.certificate, issuer.key) if issuer else None
+    certificate = ca_certificate(key, name, _NOW - _DAY, _NOW + 30 * _DAY, issuer=signer)
     path = directory / (name.replace(" ", "-") + ".pem")
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    write_certificates(path, [certificate])
     return Issuer(certificate, key, path)
 
 
@@ -141,28 +119,13 @@ def make_leaf(
         not_before, not_after = _NOW - 60 * _DAY, _NOW - 30 * _DAY
     else:
         not_before, not_after = _NOW - _DAY, _NOW + 30 * _DAY
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(issuer.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
-            critical=False,
-        )
-        .sign(issuer.key, hashes.SHA256())
+    certificate = server_certificate(
+        key, names, not_before, not_after, issuer=(issuer.certificate, issuer.key)
     )
     stem = stem or names[0].replace("*", "star")
     cert_path = directory / f"{stem}.pem"
     key_path = directory / f"{stem}.key"
     full_chain = (certificate, *(i.certificate for i in chain))
-    cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in full_chain))
-    key_path.write_bytes(key_pem(key))
-    key_path.chmod(0o600)
+    write_certificates(cert_path, full_chain)
+    write_key(key_path, key)
     return Leaf(full_chain, key, cert_path, key_path)

@@ -9,30 +9,35 @@ skipping it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import dns.exception
 import dns.message
 import dns.query
 import pytest
 
+from dnstls.testprocess import DnstlsChild, LoggedProcess, chooses_recursion, twistd_dnstls
+
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "tests" / "zones"
+#: The own zone of a server that forwards or recurses: its names answer first.
+LOCAL_ZONE = """\
+$ORIGIN local.test.
+$TTL 3600
+@       SOA     ns hostmaster 1 7200 3600 1209600 300
+@       NS      ns
+ns      A       192.0.2.1
+www     A       192.0.2.42
+"""
 #: The zones the Knot comparison serves: every file in tests/zones/.
 ZONE_ORIGINS = ("example.test.", "corner.test.", "child.corner.test.", "negttl.test.")
-
-_LISTENING = re.compile(r"listening on (udp|tcp|tls) (\S+)")
-_READY = re.compile(r"serving \d+ zones")
 
 
 def require_tool(name: str) -> str:
@@ -65,39 +70,36 @@ def free_port() -> int:
             return int(port)
 
 
-#: Options that choose where answers for names outside the zones come from;
-#: a test server given none of them gets C{--no-recursion}.
-RECURSION_OPTIONS = frozenset({"--no-recursion", "--forward", "--forward-tls", "--root-hints"})
-
-
 def without_recursion(args: Sequence[str], recursion: bool = False) -> list[str]:
     """
     C{args} with C{--no-recursion} added, unless they choose a source of
     answers themselves (a forwarder, root hints) or C{recursion} is true:
     recursion is on by default, and a test must never ask the real root.
     """
-    if recursion or any(arg.partition("=")[0] in RECURSION_OPTIONS for arg in args):
+    if recursion or chooses_recursion(args):
         return list(args)
     return [*args, "--no-recursion"]
 
 
-def split_address(text: str) -> tuple[str, int]:
+def answers_soa(host: str, port: int, origin: str) -> bool:
     """
-    C{("::1", 53)} from C{"[::1]:53"}, C{("127.0.0.1", 53)} from
-    C{"127.0.0.1:53"}.
+    Whether the server on C{host} and C{port} answers C{origin}'s SOA over
+    UDP (within half a second).
     """
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
+    query = dns.message.make_query(origin, "SOA")
+    try:
+        response = dns.query.udp(query, host, port=port, timeout=0.5)
+    except (OSError, dns.exception.Timeout):
+        return False
+    return response.rcode() == 0 and bool(response.answer)
 
 
-class DnstlsProcess:
+class DnstlsProcess(DnstlsChild):
     """
     C{twistd -n dnstls ARGS} in a child process, started from the source
     tree, with its listening addresses read from its log; with
     C{--no-recursion} unless C{ARGS} name forwarders or root hints (see
     L{without_recursion}).
-
-    @ivar addresses: C{(kind, host, port)} for every listener it logged.
     """
 
     def __init__(
@@ -119,35 +121,7 @@ class DnstlsProcess:
         if "--state-dir" not in args and "STATE_DIRECTORY" not in (env or {}):
             # the generated TLS certificate goes with the server, not in ~
             args = [*args, "--state-dir", os.path.join(self.workdir, "state")]
-        self.command = [
-            sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "dnstls", *args,
-        ]
-        self.process = subprocess.Popen(
-            self.command, cwd=self.workdir, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: list[str] = []
-        self.addresses: list[tuple[str, str, int]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self._wait_started(timeout)
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def _wait_started(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            if any(_READY.search(line) for line in list(self.lines)):
-                found = [m.groups() for line in self.lines if (m := _LISTENING.search(line))]
-                self.addresses = [(kind, *split_address(text)) for kind, text in found]
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("dnstls did not start:\n" + "\n".join(self.lines))
+        super().__init__(args, timeout=timeout, cwd=self.workdir, env=env, directory=self.workdir)
 
     def address(self, kind: str, family: int = socket.AF_INET) -> tuple[str, int]:
         """
@@ -158,20 +132,6 @@ class DnstlsProcess:
             if k == kind and is_v6 == (family == socket.AF_INET6):
                 return host, port
         raise LookupError(f"no {kind} listener in {self.addresses}")
-
-    def stop(self) -> None:
-        """
-        Stop the server (SIGTERM, then SIGKILL after five seconds).
-        """
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._reader.join(2)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 #: The child C{run_dnstls(user=...)} runs: twistd as root up to
@@ -214,7 +174,7 @@ def run_dnstls(
     args = without_recursion(args, recursion)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     if user is None:
-        start = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+        command = twistd_dnstls(args)
     else:
         import pwd
 
@@ -222,19 +182,18 @@ def run_dnstls(
             gid = pwd.getpwuid(user).pw_gid
         except KeyError:
             gid = user
-        start = [sys.executable, "-c", _AS_USER, f"{user}:{gid}"]
+        command = twistd_dnstls(args, start=[sys.executable, "-c", _AS_USER, f"{user}:{gid}"])
     with tempfile.TemporaryDirectory(prefix="dnstls-test-") as workdir:
         # a generated TLS certificate goes in the scratch directory, which
         # any user the child may become can write to
         os.chmod(workdir, 0o777)
         env["STATE_DIRECTORY"] = workdir
         return subprocess.run(
-            [*start, "-n", "--pidfile=", "dnstls", *args],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False,
         )
 
 
-class KnotProcess:
+class KnotProcess(LoggedProcess):
     """
     Knot DNS (C{knotd}) serving C{tests/zones/} on 127.0.0.1, the reference
     the answers are compared with.
@@ -284,47 +243,19 @@ class KnotProcess:
             + zone_lines
             + "\n"
         )
-        self.process = subprocess.Popen(
-            [knotd, "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self._wait_started(origins)
-
-    def _wait_started(self, origins: Sequence[str]) -> None:
-        deadline = time.monotonic() + 15
+        super().__init__([knotd, "-c", str(config)], directory=self.directory)
         pending = list(origins)
-        while pending and time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            query = dns.message.make_query(pending[0], "SOA")
-            try:
-                response = dns.query.udp(query, self.host, port=self.port, timeout=0.5)
-            except (OSError, dns.exception.Timeout):
-                time.sleep(0.1)
-                continue
-            if response.rcode() == 0 and response.answer:
+
+        def loaded() -> bool | None:
+            while pending and answers_soa(self.host, self.port, pending[0]):
                 pending.pop(0)
-            else:
-                time.sleep(0.1)
-        if pending:
-            self.stop()
-            output = self.process.stdout.read() if self.process.stdout else ""
-            raise RuntimeError(f"knotd did not load {pending}:\n{output}")
+            return True if not pending else None
 
-    def stop(self) -> None:
-        """
-        Stop knotd and remove its files.
-        """
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.wait_for(loaded, 15, interval=0.1) is None:
+            self.failed(f"knotd did not load {pending}")
 
 
-class UnboundProcess:
+class UnboundProcess(LoggedProcess):
     """
     Unbound authoritative for one small zone from C{local-data}, on plain
     DNS and DNS over TLS on 127.0.0.1, with every query logged; it never
@@ -396,34 +327,12 @@ class UnboundProcess:
             + local_data
             + "\nremote-control:\n    control-enable: no\n"
         )
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [unbound, "-d", "-c", str(config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        super().__init__([unbound, "-d", "-c", str(config)], directory=self.directory)
+        started = self.wait_for(
+            lambda: answers_soa("127.0.0.1", self.port, origin) or None, 15, interval=0.1
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self._wait_started()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def _wait_started(self) -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.process.poll() is None:
-            query = dns.message.make_query(self.origin, "SOA")
-            try:
-                response = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=0.5)
-            except (OSError, dns.exception.Timeout):
-                time.sleep(0.1)
-                continue
-            if response.rcode() == 0 and response.answer:
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("unbound did not start:\n" + "\n".join(self.lines))
+        if started is None:
+            self.failed("unbound did not start")
 
     def queries(self, name: str) -> list[str]:
         """
@@ -431,17 +340,3 @@ class UnboundProcess:
         """
         wanted = f" {name.rstrip('.')}. "
         return [line for line in self.lines if " info: 127." in line and wanted in line]
-
-    def stop(self) -> None:
-        """
-        Stop Unbound and remove its files.
-        """
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._reader.join(2)
-        shutil.rmtree(self.directory, ignore_errors=True)

@@ -31,7 +31,7 @@ import pytest
 from dnstls.forward import matching_reply, parse_upstream
 from dnstls.tap import Options
 from dnstls.testing import TestServer, start_server
-from tests.support import ZONES, DnstlsProcess, KnotProcess, require_tool
+from tests.support import LOCAL_ZONE, ZONES, DnstlsProcess, KnotProcess, require_tool
 
 TIMEOUT = 6.0
 
@@ -44,15 +44,6 @@ $TTL 3600
 ns              A       192.0.2.1
 """
 
-#: The forwarding server's own zone.
-LOCAL_ZONE = """\
-$ORIGIN local.test.
-$TTL 3600
-@       SOA     ns hostmaster 1 7200 3600 1209600 300
-@       NS      ns
-ns      A       192.0.2.1
-www     A       192.0.2.42
-"""
 
 
 @pytest.fixture(scope="module")

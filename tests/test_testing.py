@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -33,6 +34,7 @@ import pytest
 
 from dnstls.client import Client, ClientError, TLSAuth, UpgradeDeclined, probe_query
 from dnstls.testing import TestServer, TestServerError, start_server
+from dnstls.testprocess import LoggedProcess, listeners
 from dnstls.upgrade import TO
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -370,6 +372,44 @@ def test_context_manager_without_pytest() -> None:
         assert addresses(udp(server, query())) == ["192.0.2.7"]
     assert pid_gone(server.process.pid)
     assert not server.directory.exists()
+
+
+def test_listeners_read_once_ready() -> None:
+    """
+    The listeners of a dnstls log are read only once it says it serves its
+    zones, in the order logged, IPv6 addresses without their brackets.
+    """
+    lines = [
+        "dnstls: listening on udp 127.0.0.1:5353",
+        "dnstls: listening on tls [::1]:8853",
+    ]
+    assert listeners(lines) is None
+    assert listeners([*lines, "dnstls: serving 2 zones"]) == [
+        ("udp", "127.0.0.1", 5353), ("tls", "::1", 8853),
+    ]
+
+
+def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    """
+    Stopping a test child that ignores SIGTERM kills it and removes its
+    directory, with its output kept.
+    """
+    directory = tmp_path / "child"
+    directory.mkdir()
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ignoring SIGTERM', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = LoggedProcess([sys.executable, "-c", script], directory=directory)
+    assert child.wait_for(lambda: child.lines or None, 15) == ["ignoring SIGTERM"]
+    child.stop()
+    assert child.process.returncode == -signal.SIGKILL
+    assert pid_gone(child.process.pid)
+    assert not directory.exists()
+    assert child.output == "ignoring SIGTERM"
+    child.stop()
 
 
 # Zones.
