@@ -5,13 +5,16 @@ it has learnt (delegations and glue), and what it knows of each server
 address (smoothed round-trip time, whether it takes EDNS, whether it is
 lame for a zone).
 
-Records are ranked as RFC 2181 section 5.4.1 says: an authoritative answer
+Records are ranked as RFC 2181 section 5.4.1 says (and a TTL with its most
+significant bit set counts as 0, as its section 8 says): an authoritative answer
 outranks a non-authoritative one, which outranks the authority section of a
 reply, which outranks glue (the additional section).  A record of lower
 rank never replaces one of higher rank that has not expired.  Every entry
 counts down on the injected clock, and the cache keeps at most C{size}
 entries of each kind, dropping the least recently used.  Only A, AAAA and
-NS RRsets are kept here; final answers are cached by L{dnstls.cache.Cache}.
+NS RRsets are kept here, and the names of name servers found to have no
+address (NXDOMAIN or NODATA, for the negative TTL of RFC 2308, at most
+L{MAX_NEGATIVE_TTL}); final answers are cached by L{dnstls.cache.Cache}.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from twisted.internet.interfaces import IReactorTime
 DEFAULT_SIZE = 10000
 #: The longest a record is kept, in seconds.
 DEFAULT_MAX_TTL = 86400
+#: The longest a name server's name is remembered to have no address
+#: (Unbound's cache-max-negative-ttl).
+MAX_NEGATIVE_TTL = 3600
 #: How long what we learnt of a server (RTT, EDNS, lameness) is kept (Unbound's infra-host-ttl).
 SERVER_TTL = 900.0
 #: The RTT assumed for a server never asked (Unbound's UNKNOWN_SERVER_NICENESS).
@@ -67,6 +73,14 @@ class _Server:
     expires: float
 
 
+def _ttl(ttl: int) -> int:
+    """
+    A TTL as received, except that one with the most significant bit set
+    counts as 0 (RFC 2181 8).
+    """
+    return 0 if ttl >= 2**31 else int(ttl)
+
+
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -96,6 +110,7 @@ class InfraCache:
         self._records: OrderedDict[tuple[dns.name.Name, int], _Record] = OrderedDict()
         self._servers: OrderedDict[str, _Server] = OrderedDict()
         self._lame: OrderedDict[tuple[dns.name.Name, str], float] = OrderedDict()
+        self._missing: OrderedDict[tuple[dns.name.Name, int], float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -112,10 +127,35 @@ class InfraCache:
         current = self._records.get(key)
         if current is not None and now < current.expires and current.rank > rank:
             return False
-        ttl = min(int(rrset.ttl), self.max_ttl)
+        ttl = min(_ttl(rrset.ttl), self.max_ttl)
         if ttl <= 0:
             return False
         _bounded(self._records, key, _Record(rrset.copy(), rank, now, now + ttl), self.size)
+        self._missing.pop(key, None)
+        return True
+
+    def put_missing(self, name: dns.name.Name, rdtype: int, ttl: int) -> None:
+        """
+        C{name} has no C{rdtype} records (an NXDOMAIN or NODATA answer with
+        the negative TTL C{ttl}): remember it for that long, at most
+        L{MAX_NEGATIVE_TTL} and C{max_ttl}.
+        """
+        ttl = min(_ttl(ttl), MAX_NEGATIVE_TTL, self.max_ttl)
+        if ttl > 0:
+            key = (name.canonicalize(), int(rdtype))
+            _bounded(self._missing, key, self.clock.seconds() + ttl, self.size)
+
+    def missing(self, name: dns.name.Name, rdtype: int) -> bool:
+        """
+        Whether C{name} was lately found to have no C{rdtype} records.
+        """
+        key = (name.canonicalize(), int(rdtype))
+        expires = self._missing.get(key)
+        if expires is None:
+            return False
+        if self.clock.seconds() >= expires:
+            del self._missing[key]
+            return False
         return True
 
     def get(self, name: dns.name.Name, rdtype: int) -> dns.rrset.RRset | None:

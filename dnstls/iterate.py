@@ -22,8 +22,13 @@ addresses are tried by smoothed RTT, a random one among those within
 L{RTT_BAND} of the fastest, so that unknown ones get their turn.
 
 Only in-bailiwick data is believed: a referral's NS set must be below the
-zone of the server that sent it and its glue must lie inside that zone;
-answer and authority records outside the zone asked are dropped.
+zone of the server that sent it and its glue must lie inside that zone
+(glue the cache will not keep, such as TTL 0, still serves that referral);
+answer and authority records outside the zone asked are dropped, and of an
+authoritative answer only the records on the chain asked about (the name,
+and the CNAME and DNAME targets from it) are learnt as server addresses or
+NS sets.  A name server's name found to have no address (NXDOMAIN or
+NODATA) is remembered for its negative TTL and not looked up again.
 
 QNAME minimisation (RFC 9156) is on by default: each zone's servers are
 asked for the name one label below their zone (QTYPE A) until the full
@@ -47,8 +52,17 @@ unreachable, a TCP connection refused); 0 (Other Error) when a work bound
 was hit or the CNAME chain loops; 21 (Not Supported) for a class other than
 IN.
 
-Nothing is sent until a client asks: no priming at start-up.  DO is passed
-on and nothing is validated (AD is never set); CD is passed on.
+Priming (RFC 8109): nothing is sent until a client asks.  Before the first
+question is iterated, one root server from the hints is asked C{. NS}
+(RD=0, EDNS; the next hint on silence or an error, at most
+L{PRIME_QUERIES} queries), and the root's NS set (rank authoritative
+answer) and the addresses of its servers in the additional section (rank
+additional) are used instead of the hints until they expire; then the
+next question primes again.  Concurrent questions wait for one priming.
+When priming fails the hints are used, and priming is not tried again for
+L{PRIME_RETRY} seconds.
+
+DO is passed on and nothing is validated (AD is never set); CD is passed on.
 """
 
 from __future__ import annotations
@@ -94,6 +108,11 @@ MAX_NESTING = 3
 MAX_MINIMISE_COUNT = 10
 #: ...of which the first this many add one label each.
 MINIMISE_ONE_LAB = 4
+#: Seconds between priming attempts (RFC 8109): after one fails, the root
+#: hints are used until this has passed.
+PRIME_RETRY = 60.0
+#: Queries one priming attempt may send (each to another root server).
+PRIME_QUERIES = 3
 #: Servers whose RTT is within this many seconds of the fastest are equally
 #: good; one of them is picked at random.
 RTT_BAND = 0.4
@@ -156,11 +175,14 @@ class _Budget:
 @dataclass(frozen=True)
 class _Delegation:
     """
-    A zone and the names of its servers (sorted, so the order is stable).
+    A zone and the names of its servers (sorted, so the order is stable),
+    with the in-bailiwick glue of the referral that named them, used for a
+    name the cache has no address for (the cache refuses TTL 0).
     """
 
     zone: dns.name.Name
     names: tuple[dns.name.Name, ...]
+    glue: dict[dns.name.Name, list[str]] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -176,11 +198,18 @@ class _Reply:
     authority: list[dns.rrset.RRset]
 
 
-def classify(reply: dns.message.Message, zone: dns.name.Name, qname: dns.name.Name) -> str | None:
+def classify(
+    reply: dns.message.Message,
+    zone: dns.name.Name,
+    qname: dns.name.Name,
+    qtype: int = dns.rdatatype.A,
+) -> str | None:
     """
-    What a server of C{zone} said about C{qname}: an answer, NXDOMAIN,
-    NODATA, a referral to a zone below C{zone}, or C{None} for a lame
-    reply (an upward or sideways referral, or an answer without AA).
+    What a server of C{zone} said about C{qname} C{qtype}: an answer,
+    NXDOMAIN, NODATA, a referral to a zone below C{zone} (with AA or
+    without, as long as it has no SOA), or C{None} for a lame reply (an
+    upward or sideways referral, an answer without AA, or a referral to
+    C{qname} itself for DS, which the parent must answer: RFC 4035 3.1.4.1).
     """
     authoritative = bool(reply.flags & dns.flags.AA)
     rcode = reply.rcode()
@@ -191,11 +220,15 @@ def classify(reply: dns.message.Message, zone: dns.name.Name, qname: dns.name.Na
         )
         return _Kind.ANSWER if relevant and authoritative else None
     cuts = [r for r in reply.authority if r.rdtype == dns.rdatatype.NS]
-    if rcode == dns.rcode.NOERROR and cuts and not authoritative:
+    # a referral, even with AA set by mistake (a NODATA would carry an SOA)
+    if rcode == dns.rcode.NOERROR and cuts and not (authoritative and _has_soa(reply.authority)):
         child = cuts[0].name
+        if qtype == dns.rdatatype.DS and child == qname:
+            return None
         if child != zone and child.is_subdomain(zone) and qname.is_subdomain(child):
             return _Kind.REFERRAL
-        return None
+        if not authoritative:
+            return None
     if not authoritative:
         return None
     return _Kind.NXDOMAIN if rcode == dns.rcode.NXDOMAIN else _Kind.NODATA
@@ -269,6 +302,10 @@ class Iterator:
         self._address_types = _ADDRESS_TYPES if ipv6 else (dns.rdatatype.A,)
         self.servers = NameServerQueries(reactor, self.infra, timeout, port)
         self._closed = False
+        #: no priming before this time (on the infrastructure cache's clock)
+        self._prime_after = float("-inf")
+        #: the questions waiting for the priming in flight, if one is
+        self._priming: list[Deferred[None]] | None = None
 
     # -- the public surface ------------------------------------------------
 
@@ -296,6 +333,7 @@ class Iterator:
     ) -> Answer:
         if qclass != dns.rdataclass.IN:
             raise ForwardError(f"cannot iterate for class {qclass}", dns.edns.EDECode.NOT_SUPPORTED)
+        await self._prime()
         budget = _Budget(self.max_queries, self.max_ns_lookups)
         try:
             return await self._resolve(qname, qtype, do, cd, budget, 0)
@@ -328,8 +366,10 @@ class Iterator:
             while True:
                 found = [
                     r for r in reply.answer
-                    if r.name == current and r.rdtype != dns.rdatatype.RRSIG
-                    and (r.rdtype == qtype or qtype == dns.rdatatype.ANY)
+                    if r.name == current and (
+                        r.rdtype == qtype
+                        or (qtype == dns.rdatatype.ANY and r.rdtype != dns.rdatatype.RRSIG)
+                    )
                 ]
                 if found:
                     return Answer(
@@ -402,7 +442,7 @@ class Iterator:
                 delegation = self._referred(reply, delegation.zone)
                 known = delegation.zone
                 continue
-            self._learn(reply, delegation.zone)
+            self._learn(reply, delegation.zone, ask)
             if ask != name:
                 if kind == _Kind.NXDOMAIN and not reply.answer:
                     # RFC 8020: nothing exists below a name that does not
@@ -420,6 +460,83 @@ class Iterator:
                 _inside(reply.answer, delegation.zone),
                 _inside(reply.authority, delegation.zone),
             )
+
+    # -- priming (RFC 8109) -------------------------------------------------
+
+    def _primed(self) -> bool:
+        """
+        Whether the cache holds the root's NS set and an address for one
+        of its servers.
+        """
+        ns = self.infra.get(dns.name.root, dns.rdatatype.NS)
+        return ns is not None and any(self._known_addresses(r.target) for r in ns)
+
+    async def _prime(self) -> None:
+        """
+        Learn the root's NS set from a root server named by the hints,
+        unless it is known or priming was tried in the last L{PRIME_RETRY}
+        seconds; wait for a priming already in flight.  Never fails: on
+        failure the hints are used.
+        """
+        if self._closed or self._primed() or self.infra.clock.seconds() < self._prime_after:
+            return
+        if self._priming is not None:
+            waiting: Deferred[None] = Deferred()
+            self._priming.append(waiting)
+            await waiting
+            return
+        self._priming = []
+        try:
+            primed = await self._send_priming()
+        finally:
+            self._prime_after = self.infra.clock.seconds() + PRIME_RETRY
+            waiters, self._priming = self._priming, None
+            for each in waiters:
+                each.callback(None)
+        if not primed:
+            self.log.info(
+                "priming failed; using the root hints, and priming again in {after:g} s",
+                after=PRIME_RETRY,
+            )
+
+    async def _send_priming(self) -> bool:
+        """
+        Ask the hints' root servers C{. NS}; keep the NS set and the
+        addresses of its servers from the additional section.
+
+        @return: whether that gave the root's servers with an address.
+        """
+        hints = _Delegation(dns.name.root, tuple(sorted(self.hints.names)))
+        budget = _Budget(PRIME_QUERIES, 0)
+        try:
+            reply, kind = await self._ask(
+                hints, dns.name.root, dns.rdatatype.NS, False, False, budget, MAX_NESTING
+            )
+        except (_Limit, _Unreachable) as e:
+            self.log.info("priming: {error}", error=e)
+            return False
+        ns = next(
+            (r for r in reply.answer if r.name == dns.name.root and r.rdtype == dns.rdatatype.NS),
+            None,
+        )
+        if kind != _Kind.ANSWER or ns is None:
+            self.log.info("priming: the reply has no NS set for the root")
+            return False
+        names = {r.target for r in ns}
+        glue = [
+            r for r in reply.additional if r.rdtype in self._address_types and r.name in names
+        ]
+        if not glue:
+            self.log.info("priming: the reply has no address for the root's servers")
+            return False
+        # everything is in the root's bailiwick
+        self.infra.put(ns, Rank.AUTHORITATIVE)
+        for rrset in glue:
+            self.infra.put(rrset, Rank.ADDITIONAL)
+        self.log.info(
+            "primed: {count} root servers, for {ttl} s", count=len(names), ttl=ns.ttl
+        )
+        return True
 
     # -- delegations ------------------------------------------------------
 
@@ -449,26 +566,55 @@ class Iterator:
         ns = next(r for r in reply.authority if r.rdtype == dns.rdatatype.NS)
         self.infra.put(ns, Rank.AUTHORITY)
         names = {r.target for r in ns}
+        glue: dict[dns.name.Name, list[str]] = {}
         for rrset in reply.additional:
             if rrset.rdtype not in self._address_types:
                 continue
             if rrset.name in names and rrset.name.is_subdomain(zone):
                 self.infra.put(rrset, Rank.ADDITIONAL)
+                glue.setdefault(rrset.name, []).extend(r.address for r in rrset)
             else:
                 self.log.debug(
                     "ignoring out-of-bailiwick {name} from a server of {zone}",
                     name=rrset.name, zone=zone,
                 )
-        return _Delegation(ns.name, tuple(sorted(names)))
+        return _Delegation(ns.name, tuple(sorted(names)), glue)
 
-    def _learn(self, reply: dns.message.Message, zone: dns.name.Name) -> None:
+    def _learn(
+        self, reply: dns.message.Message, zone: dns.name.Name, qname: dns.name.Name
+    ) -> None:
         """
         Keep the addresses and NS sets in an authoritative reply from a
-        server of C{zone}, those inside the zone only.
+        server of C{zone} to a question for C{qname}: those inside the
+        zone, on the chain from C{qname} only (anything else in the answer
+        section is what a spoofed reply would slip in).
         """
-        for rrset in _inside(reply.answer, zone):
+        answer = _inside(reply.answer, zone)
+        chain = _chain_names(answer, qname)
+        for rrset in answer:
+            if rrset.name not in chain:
+                if rrset.rdtype != dns.rdatatype.RRSIG:
+                    self.log.debug(
+                        "ignoring {name}, not asked about, from a server of {zone}",
+                        name=rrset.name, zone=zone,
+                    )
+                continue
             if rrset.rdtype in _ADDRESS_TYPES or rrset.rdtype == dns.rdatatype.NS:
                 self.infra.put(rrset, Rank.AUTHORITATIVE)
+
+    def _glue(self, delegation: _Delegation, name: dns.name.Name) -> list[str]:
+        """
+        The addresses the referral to C{delegation} gave for C{name}, of
+        the types we use.
+        """
+        return [a for a in delegation.glue.get(name, []) if self.ipv6 or ":" not in a]
+
+    def _no_address(self, name: dns.name.Name) -> bool:
+        """
+        Whether C{name} was lately found to have none of the address types
+        we use.
+        """
+        return all(self.infra.missing(name, rdtype) for rdtype in self._address_types)
 
     def _known_addresses(self, name: dns.name.Name) -> list[str]:
         addresses: list[str] = []
@@ -487,7 +633,8 @@ class Iterator:
         """
         found: list[str] = []
         for name in delegation.names:
-            addresses = self._known_addresses(name) + extra.get(name, [])
+            known = self._known_addresses(name) or self._glue(delegation, name)
+            addresses = known + extra.get(name, [])
             if delegation.zone == dns.name.root and not addresses:
                 addresses = [a for a in self.hints.addresses_of(name) if self.ipv6 or ":" not in a]
             for address in addresses:
@@ -533,9 +680,12 @@ class Iterator:
             if not candidates:
                 glueless = [
                     n for n in delegation.names
-                    if n not in looked_up and not self._known_addresses(n) and n not in extra
+                    if n not in looked_up and n not in extra
+                    and not self._known_addresses(n) and not self._glue(delegation, n)
                     # a server inside the zone without glue cannot be reached
                     and not n.is_subdomain(zone)
+                    # nor one known to have no address
+                    and not self._no_address(n)
                 ]
                 if not glueless or len(looked_up) >= self.max_ns_per_zone:
                     raise _Unreachable(f"no server of {zone} answered", answered)
@@ -565,7 +715,7 @@ class Iterator:
                     rcode=dns.rcode.to_text(reply.rcode()), qname=qname,
                 )
                 continue
-            kind = classify(reply, zone, qname)
+            kind = classify(reply, zone, qname, qtype)
             if kind is None:
                 budget.failures.add("refused")
                 self.log.info("{address} is lame for {zone}", address=address, zone=zone)
@@ -588,7 +738,7 @@ class Iterator:
         addresses: list[str] = []
         for rdtype in self._address_types:
             key = (name, int(rdtype))
-            if key in budget.resolving:
+            if key in budget.resolving or self.infra.missing(name, rdtype):
                 continue
             budget.resolving.add(key)
             try:
@@ -598,9 +748,18 @@ class Iterator:
                 continue
             finally:
                 budget.resolving.discard(key)
-            for rrset in answer.answer:
-                if rrset.rdtype == rdtype:
-                    addresses.extend(r.address for r in rrset)
+            found = [r.address for rrset in answer.answer if rrset.rdtype == rdtype for r in rrset]
+            addresses.extend(found)
+            if not found and answer.rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                # RFC 2308 5: remembered for the SOA's negative TTL; without
+                # an SOA, not at all
+                ttl = _negative_ttl(answer.authority)
+                if ttl is not None:
+                    self.log.info(
+                        "name server {name} has no {rdtype}", name=name,
+                        rdtype=dns.rdatatype.to_text(rdtype),
+                    )
+                    self.infra.put_missing(name, rdtype, ttl)
         return addresses
 
 
@@ -656,6 +815,35 @@ def _inside(section: Sequence[dns.rrset.RRset], zone: dns.name.Name) -> list[dns
     The RRsets of C{section} at or below C{zone}.
     """
     return [r for r in section if r.name.is_subdomain(zone)]
+
+
+def _chain_names(
+    answer: Sequence[dns.rrset.RRset], qname: dns.name.Name
+) -> set[dns.name.Name]:
+    """
+    C{qname} and the names the CNAMEs and DNAMEs of C{answer} lead to from
+    it.
+    """
+    names = {qname}
+    current = qname
+    for _ in range(len(answer)):
+        step = _next_in_chain(answer, current, dns.rdatatype.A)
+        if step is None or step[1] in names:
+            break
+        current = step[1]
+        names.add(current)
+    return names
+
+
+def _negative_ttl(authority: Sequence[dns.rrset.RRset]) -> int | None:
+    """
+    The negative TTL of RFC 2308 5: min(SOA TTL, SOA MINIMUM), or C{None}
+    without an SOA.
+    """
+    for rrset in authority:
+        if rrset.rdtype == dns.rdatatype.SOA:
+            return min(int(rrset.ttl), int(rrset[0].minimum))
+    return None
 
 
 def _has_soa(authority: Sequence[dns.rrset.RRset]) -> bool:

@@ -8,10 +8,13 @@ Over UDP from a new socket with a random source port and a random ID
 for it) unless the server is known not to take it; only a reply that
 matches the question counts (L{dnstls.forward.matching_reply}).  TC=1 asks
 again over TCP.  No reply within C{timeout} seconds is L{Timeout}; an ICMP
-port unreachable or a refused TCP connection is a C{ConnectionError}.  A
+port unreachable or a refused TCP connection is a C{ConnectionError}, and
+so is L{Busy}: at most L{MAX_IN_FLIGHT} upstream sockets are open at once.  A
 server that answers FORMERR or NOTIMP to EDNS is asked again without it,
 and remembered in the L{InfraCache}, as is its smoothed round-trip time.
-Identical queries to one server in flight at once are sent once.
+Identical queries to one server in flight at once are sent once (a
+question waiting for another's query sends it itself when the other's
+work bound stops it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ from twisted.python.failure import Failure
 from dnstls.forward import Upstream, _TCPExchange, _UDPExchange, make_query
 from dnstls.infracache import InfraCache
 
+#: Upstream sockets (UDP and TCP) open at once, at most; a query past that
+#: fails at once with L{Busy}, so that a flood of questions cannot use up
+#: the process's file descriptors (Unbound's outgoing-range, 4096 there).
+MAX_IN_FLIGHT = 500
+
 #: RCODEs with which a server may be saying that it does not take EDNS.
 _NO_EDNS = (dns.rcode.FORMERR, dns.rcode.NOTIMP)
 
@@ -42,6 +50,19 @@ class Timeout(Exception):
     """
 
 
+class Busy(ConnectionError):
+    """
+    Too many upstream queries are in flight to send another.
+    """
+
+
+class _Retry(Exception):
+    """
+    The query a question was waiting for was stopped by the work bound of
+    the question that sent it: the waiting one sends it on its own budget.
+    """
+
+
 class NameServerQueries:
     """
     Sends queries to authoritative servers.
@@ -49,17 +70,27 @@ class NameServerQueries:
     @ivar infra: where each server's RTT and EDNS support are kept.
     @ivar timeout: seconds to wait for one answer (per transport).
     @ivar port: the servers' port (53 but in tests).
+    @ivar max_in_flight: the most upstream sockets open at once.
     """
 
     log = Logger()
 
-    def __init__(self, reactor: Any, infra: InfraCache, timeout: float, port: int = 53) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        infra: InfraCache,
+        timeout: float,
+        port: int = 53,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         self.reactor = reactor
         self.infra = infra
         self.timeout = timeout
         self.port = port
+        self.max_in_flight = max_in_flight
         self._inflight: dict[tuple[Any, ...], list[Deferred[dns.message.Message]]] = {}
         self._open: set[Any] = set()
+        self._connecting: set[Deferred[Any]] = set()
 
     async def ask(
         self,
@@ -84,14 +115,27 @@ class NameServerQueries:
         if waiting is not None:
             mine: Deferred[dns.message.Message] = Deferred()
             waiting.append(mine)
-            reply: dns.message.Message = await mine
+            try:
+                reply: dns.message.Message = await mine
+            except _Retry:
+                return await self.ask(address, qname, qtype, do, cd, spend)
             return reply
         spend()
         self._inflight[key] = []
+        spent: list[BaseException] = []
+
+        def charged() -> None:
+            try:
+                spend()
+            except BaseException as e:
+                spent.append(e)
+                raise
+
         try:
-            reply = await self._send(address, qname, qtype, do, cd, spend)
+            reply = await self._send(address, qname, qtype, do, cd, charged)
         except BaseException as e:
-            failure = Failure(e)
+            # the sender's own work bound is not the waiting questions' failure
+            failure = Failure(_Retry() if e in spent else e)
             for each in self._inflight.pop(key, []):
                 each.errback(failure)
             raise
@@ -101,8 +145,11 @@ class NameServerQueries:
 
     def close(self) -> None:
         """
-        Abandon every query in flight: each fails at once.
+        Abandon every query in flight, TCP connections being made too:
+        each fails at once.
         """
+        for connecting in list(self._connecting):
+            connecting.cancel()
         for each in list(self._open):
             if hasattr(each, "stopListening"):
                 each.stopListening()
@@ -159,7 +206,15 @@ class NameServerQueries:
             if timer.active():
                 timer.cancel()
 
+    def _room(self) -> None:
+        """
+        @raise Busy: when no other upstream socket may be opened now.
+        """
+        if len(self._open) + len(self._connecting) >= self.max_in_flight:
+            raise Busy(f"{self.max_in_flight} upstream queries in flight already")
+
     async def _udp(self, address: str, query: dns.message.Message) -> dns.message.Message:
+        self._room()
         exchange = _UDPExchange(query, Upstream(address, self.port))
         interface = "::" if ":" in address else "0.0.0.0"
         port = self.reactor.listenUDP(0, exchange, interface=interface)
@@ -171,10 +226,16 @@ class NameServerQueries:
             port.stopListening()
 
     async def _tcp(self, address: str, query: dns.message.Message) -> dns.message.Message:
+        self._room()
         kind = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
         endpoint = kind(self.reactor, address, self.port, timeout=self.timeout)
         exchange = _TCPExchange(query)
-        await connectProtocol(endpoint, exchange)
+        connecting = connectProtocol(endpoint, exchange)
+        self._connecting.add(connecting)
+        try:
+            await connecting
+        finally:
+            self._connecting.discard(connecting)
         assert exchange.transport is not None
         self._open.add(exchange.transport)
         try:

@@ -6,8 +6,9 @@ C{dnstls/root.hints}, by default).
 
 The file is master-file text: NS records at the root, and an A or AAAA
 record for each of their names.  Nothing is sent anywhere when it is
-loaded; the hints are only used when a client asks a question (no priming
-at start-up).
+loaded; the hints are only used when a client asks a question: the
+iterator then primes from them (RFC 8109, L{dnstls.iterate}), and uses
+them as they are only while priming fails.
 """
 
 from __future__ import annotations

@@ -3,7 +3,12 @@ A small DNS tree on loopback for the iterative resolver's tests: each
 authoritative server on its own address 127.53.X.Y, port 53, and a root
 hints file that points at its root.
 
-    .                   127.53.0.1   dnstls   root, refers test. and example.
+    .                   127.53.0.1   dnstls   root, refers test. and example.; the only
+                                              root server the hints name (a.root-servers.test.)
+    . (primed)          127.53.0.2   dnstls   the same root zone, b.root-servers.test.: named
+                                              only by the root's own NS set (priming finds it)
+    (hints root)        127.53.0.3   a crafted root for other hints: refers test. but
+                                     answers SERVFAIL to the priming query . NS
     test.               127.53.1.1   dnstls   the TLD of the cases below
     example.            127.53.1.2   dnstls   a second TLD: glueless servers' names
     leaf.test.          127.53.2.1   dnstls   www, a CNAME into other.test.
@@ -25,7 +30,8 @@ hints file that points at its root.
 lame.test. is delegated to the leaf server (which refuses it: lame) and to
 knotd; silent.test. to the silent address and to knotd; dead.test. only to
 the silent address; unreachable.test. only to the unreachable one; fan.test. to ten
-glueless names in example. that do not exist (the NXNS fan-out).
+glueless names in example. that do not exist (the NXNS fan-out); zero.test.
+(knotd) to ns1.zero.test., whose glue has TTL 0.
 
 The servers are started in parallel; L{running_tree} takes one to five
 seconds, with the machine's load.  Binding port 53 on 127.53.X.Y needs root:
@@ -55,6 +61,10 @@ from dnstls.testing import TestServer, start_server
 from tests.support import KnotProcess
 
 ROOT_ADDRESS = "127.53.0.1"
+#: the second root server, which only priming (the root's NS set) reveals
+PRIMED_ROOT_ADDRESS = "127.53.0.2"
+#: a root that refers test. but fails priming (SERVFAIL to . NS)
+UNPRIMED_ROOT_ADDRESS = "127.53.0.3"
 TEST_ADDRESS = "127.53.1.1"
 EXAMPLE_ADDRESS = "127.53.1.2"
 LEAF_ADDRESS = "127.53.2.1"
@@ -79,6 +89,21 @@ BROKEN = dns.name.from_text("x.broken.poison.test.")
 #: The zone the poison.test. server is named for but lame: it refers upward.
 UPWARD = dns.name.from_text("upward.test.")
 
+#: The poison.test. server answers this name with its address and, besides,
+#: an address for its own name server ns1.poison.test. (the trap's): an
+#: answer record off the chain asked about.
+EXTRA = dns.name.from_text("extra.poison.test.")
+
+#: The poison.test. server answers RRSIG queries for this name with an RRSIG.
+SIGNED = dns.name.from_text("signed.poison.test.")
+
+#: The poison.test. server answers A queries for this name with the
+#: question and the answer's owner in capitals (as 0x20 would).
+CAPITALS = dns.name.from_text("capitals.poison.test.")
+
+#: The key of the second root server (127.53.0.2) in L{Tree.servers}.
+PRIMED_ROOT = "root (primed)"
+
 #: The number of glueless server names of fan.test.
 FAN_OUT = 10
 
@@ -89,9 +114,11 @@ $ORIGIN .
 $TTL 86400
 @                       {SOA}
 @                       NS      a.root-servers.test.
+@                       NS      b.root-servers.test.
 test.                   NS      ns1.nic.test.
 example.                NS      ns1.nic.example.
 a.root-servers.test.    A       {ROOT_ADDRESS}
+b.root-servers.test.    A       {PRIMED_ROOT_ADDRESS}
 ns1.nic.test.           A       {TEST_ADDRESS}
 ns1.nic.example.        A       {EXAMPLE_ADDRESS}
 """
@@ -103,6 +130,7 @@ $TTL 86400
 @               NS      ns1.nic
 ns1.nic         A       {TEST_ADDRESS}
 a.root-servers  A       {ROOT_ADDRESS}
+b.root-servers  A       {PRIMED_ROOT_ADDRESS}
 leaf            NS      ns1.leaf
 ns1.leaf        A       {LEAF_ADDRESS}
 other           NS      ns1.other
@@ -129,6 +157,8 @@ dead            NS      ns1.dead
 ns1.dead        A       {SILENT_ADDRESS}
 unreachable     NS      ns1.unreachable
 ns1.unreachable A       {UNREACHABLE_ADDRESS}
+zero            NS      ns1.zero
+ns1.zero        0 A     {KNOT_ADDRESS}
 """ + "".join(f"fan             NS      f{i}.example.\n" for i in range(FAN_OUT))
 
 EXAMPLE_ZONE = f"""\
@@ -216,6 +246,14 @@ $TTL 3600
 ns2     A       {KNOT_ADDRESS}
 www     A       192.0.2.88
 """,
+    "zero.test.": f"""\
+$ORIGIN zero.test.
+$TTL 3600
+@       {SOA}
+@       NS      ns1
+ns1     A       {KNOT_ADDRESS}
+www     A       192.0.2.92
+""",
     "sub.poison.test.": f"""\
 $ORIGIN sub.poison.test.
 $TTL 3600
@@ -286,7 +324,9 @@ def poisoned_referral(query: dns.message.Message) -> dns.message.Message:
     section gives that name (outside poison.test.) the trap address and
     www.leaf.test. a false address; for L{NO_EDNS}, FORMERR to a query
     with EDNS and the address 192.0.2.87 to one without; for names in
-    L{UPWARD} a referral up to test. (lame); SERVFAIL for L{BROKEN} and an
+    L{UPWARD} a referral up to test. (lame); an RRSIG for L{SIGNED}; an
+    address for L{CAPITALS}, in capitals; for L{EXTRA} its address and
+    the trap's address for ns1.poison.test.; SERVFAIL for L{BROKEN} and an
     address for names below it (a server that mishandles minimised names);
     NXDOMAIN for anything else.
     """
@@ -313,6 +353,28 @@ def poisoned_referral(query: dns.message.Message) -> dns.message.Message:
         reply.flags |= dns.flags.AA
         reply.answer.append(dns.rrset.from_text(question.name, 3600, "IN", "A", "192.0.2.89"))
         return reply
+    if question.name == SIGNED and question.rdtype == dns.rdatatype.RRSIG:
+        reply.flags |= dns.flags.AA
+        reply.answer.append(dns.rrset.from_text(
+            SIGNED, 3600, "IN", "RRSIG",
+            "A 13 3 3600 20300101000000 20200101000000 12345 poison.test. "
+            "dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ==",
+        ))
+        return reply
+    if question.name == CAPITALS:
+        reply.flags |= dns.flags.AA
+        upper = dns.name.from_text(CAPITALS.to_text().upper())
+        reply.question[0] = dns.rrset.RRset(upper, question.rdclass, question.rdtype)
+        reply.answer.append(dns.rrset.from_text(upper, 3600, "IN", "A", "192.0.2.93"))
+        return reply
+    if question.name == EXTRA:
+        # an answer with a record for another name of the zone slipped in
+        reply.flags |= dns.flags.AA
+        reply.answer.append(dns.rrset.from_text(EXTRA, 3600, "IN", "A", "192.0.2.91"))
+        reply.answer.append(
+            dns.rrset.from_text("ns1.poison.test.", 3600, "IN", "A", TRAP_ADDRESS)
+        )
+        return reply
     if question.name == NO_EDNS:
         reply.flags |= dns.flags.AA
         reply.answer.append(dns.rrset.from_text(NO_EDNS, 3600, "IN", "A", "192.0.2.87"))
@@ -338,26 +400,52 @@ def poisoned_referral(query: dns.message.Message) -> dns.message.Message:
     return reply
 
 
+def unprimed_root(query: dns.message.Message) -> dns.message.Message:
+    """
+    What the crafted root at L{UNPRIMED_ROOT_ADDRESS} says: SERVFAIL to
+    the priming query (C{. NS}), a referral to test. (with its glue) for
+    names in test., REFUSED for anything else.
+    """
+    question = query.question[0]
+    reply = dns.message.make_response(query)
+    reply.flags &= ~dns.flags.RA
+    test = dns.name.from_text("test.")
+    if question.name.is_subdomain(test):
+        reply.authority.append(dns.rrset.from_text(test, 86400, "IN", "NS", "ns1.nic.test."))
+        reply.additional.append(
+            dns.rrset.from_text("ns1.nic.test.", 86400, "IN", "A", TEST_ADDRESS)
+        )
+        return reply
+    reply.set_rcode(dns.rcode.SERVFAIL if question.name == dns.name.root else dns.rcode.REFUSED)
+    return reply
+
+
 @dataclass
 class Tree:
     """
     The running tree.
 
     @ivar hints: the root hints file that points at its root.
+    @ivar unprimed_hints: root hints naming the silent address and the
+        crafted root that fails priming.
     @ivar servers: our servers by zone (C{"."}, C{"test."}, C{"example."},
-        C{"leaf.test."}, C{"tc.test."}), with their query logs.
+        C{"leaf.test."}, C{"tc.test."}; the second root server is
+        L{PRIMED_ROOT}), with their query logs.
     @ivar knot: the Knot DNS serving L{KNOT_ZONES}.
     @ivar silent: the socket that never answers.
     @ivar trap: the socket at the poisoned glue's address.
     @ivar poison: the crafted poison.test. server.
+    @ivar unprimed: the crafted root that fails priming.
     """
 
     hints: Path
+    unprimed_hints: Path
     servers: dict[str, TestServer] = field(default_factory=dict)
     knot: KnotProcess | None = None
     silent: _Listener | None = None
     trap: _Listener | None = None
     poison: _Listener | None = None
+    unprimed: _Listener | None = None
 
     def clear_queries(self) -> None:
         """
@@ -365,7 +453,7 @@ class Tree:
         """
         for server in self.servers.values():
             server.clear_queries()
-        for listener in (self.silent, self.trap, self.poison):
+        for listener in (self.silent, self.trap, self.poison, self.unprimed):
             if listener is not None:
                 listener.queries.clear()
 
@@ -380,25 +468,49 @@ class Tree:
 
     def stop(self) -> None:
         """
-        Stop every server.
+        Stop every server, even when stopping one of them fails.
         """
-        for server in self.servers.values():
-            server.stop()
+        stops: list[Callable[[], None]] = [server.stop for server in self.servers.values()]
         if self.knot is not None:
-            self.knot.stop()
-        for listener in (self.silent, self.trap, self.poison):
+            stops.append(self.knot.stop)
+        for listener in (self.silent, self.trap, self.poison, self.unprimed):
             if listener is not None:
-                listener.stop()
+                stops.append(listener.stop)
+        errors = []
+        for stop in stops:
+            try:
+                stop()
+            except Exception as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 def write_hints(directory: Path) -> Path:
     """
-    A root hints file for the tree's root, in C{directory}.
+    A root hints file for the tree's root, in C{directory}: it names
+    a.root-servers.test. only, not b.root-servers.test.
     """
     path = directory / "root.hints"
     path.write_text(
         ".                       3600000 NS  a.root-servers.test.\n"
         f"a.root-servers.test.    3600000 A   {ROOT_ADDRESS}\n"
+    )
+    return path
+
+
+def write_unprimed_hints(directory: Path) -> Path:
+    """
+    Root hints, in C{directory}, naming a silent root server
+    (a.hints.test.) and the crafted root that fails priming
+    (b.hints.test.).
+    """
+    path = directory / "unprimed.hints"
+    path.write_text(
+        ".                       3600000 NS  a.hints.test.\n"
+        ".                       3600000 NS  b.hints.test.\n"
+        f"a.hints.test.           3600000 A   {SILENT_ADDRESS}\n"
+        f"b.hints.test.           3600000 A   {UNPRIMED_ROOT_ADDRESS}\n"
     )
     return path
 
@@ -418,9 +530,10 @@ def running_tree(directory: Path) -> Iterator[Tree]:
     """
     if os.geteuid() != 0:
         raise RuntimeError("the DNS tree binds port 53 on 127.53.X.Y: run the tests as root")
-    tree = Tree(write_hints(directory))
+    tree = Tree(write_hints(directory), write_unprimed_hints(directory))
     ours = {
         ".": (ROOT_ZONE, ROOT_ADDRESS, {}),
+        PRIMED_ROOT: (ROOT_ZONE, PRIMED_ROOT_ADDRESS, {}),
         "test.": (TEST_ZONE, TEST_ADDRESS, {}),
         "example.": (EXAMPLE_ZONE, EXAMPLE_ADDRESS, {}),
         "leaf.test.": (LEAF_ZONE, LEAF_ADDRESS, {}),
@@ -434,6 +547,7 @@ def running_tree(directory: Path) -> Iterator[Tree]:
         tree.silent = _Listener(SILENT_ADDRESS, None)
         tree.trap = _Listener(TRAP_ADDRESS, None)
         tree.poison = _Listener(POISON_ADDRESS, poisoned_referral)
+        tree.unprimed = _Listener(UNPRIMED_ROOT_ADDRESS, unprimed_root)
         with ThreadPoolExecutor(len(ours) + 1) as pool:
             started = {
                 zone: pool.submit(

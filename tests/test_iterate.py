@@ -24,21 +24,25 @@ import dns.rrset
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 
 from dnstls.acl import DEFAULT_ALLOW, AccessList
 from dnstls.cache import Answer, Cache
 from dnstls.forward import ForwardError, Recursion
-from dnstls.infracache import UNKNOWN_RTT, InfraCache, Rank
+from dnstls.infracache import MAX_NEGATIVE_TTL, UNKNOWN_RTT, InfraCache, Rank
 from dnstls.iterate import (
     MAX_MINIMISE_COUNT,
     MAX_NS_PER_ZONE,
     MINIMISE_ONE_LAB,
+    PRIME_RETRY,
     Iterator,
     classify,
     minimised,
 )
+from dnstls.nsquery import Busy, NameServerQueries
 from dnstls.roothints import default_root_hints_path, load_root_hints, parse_root_hints
 from tests import dnstree
 from tests.dnstree import Tree, running_tree
@@ -46,6 +50,8 @@ from tests.support import require_tool
 
 A = dns.rdatatype.A
 IN = 1
+#: the priming query (RFC 8109) as a tree server logs it
+PRIMING = (".", "NS", "udp")
 
 
 class FirstChoice(random.Random):
@@ -56,6 +62,16 @@ class FirstChoice(random.Random):
 
     def choice(self, seq: Sequence[Any]) -> Any:
         return seq[0]
+
+
+class LastChoice(random.Random):
+    """
+    Picks the last of equally fast servers: of the root's servers after
+    priming, the one the hints do not name (b.root-servers.test.).
+    """
+
+    def choice(self, seq: Sequence[Any]) -> Any:
+        return seq[-1]
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +121,11 @@ async def failure_of(waiting: defer.Deferred[Answer]) -> ForwardError:
 
 @pytest_twisted.ensureDeferred
 async def test_delegation_chain(fresh: Tree) -> None:
-    """A name three zones down resolves from the root hints, each server asked once."""
+    """A name three zones down resolves from the root hints, each server asked once after priming."""
     answer = await resolve(iterator(fresh), "www.leaf.test.")
     assert answer.rcode == dns.rcode.NOERROR
     assert texts(answer.answer) == ["www.leaf.test. A 192.0.2.80"]
-    assert len(fresh.queries(".")) == 1
+    assert fresh.queries(".") == [PRIMING, ("test.", "A", "udp")]
     assert len(fresh.queries("test.")) == 1
     assert fresh.queries("leaf.test.") == [("www.leaf.test.", "A", "udp")]
 
@@ -119,7 +135,7 @@ async def test_qname_minimisation(fresh: Tree) -> None:
     """With minimisation the root sees only test., the TLD only leaf.test., the leaf one label at a time."""
     answer = await resolve(iterator(fresh), "deep.a.b.c.d.e.f.leaf.test.")
     assert texts(answer.answer) == ["deep.a.b.c.d.e.f.leaf.test. A 192.0.2.90"]
-    assert fresh.queries(".") == [("test.", "A", "udp")]
+    assert fresh.queries(".") == [PRIMING, ("test.", "A", "udp")]
     assert fresh.queries("test.") == [("leaf.test.", "A", "udp")]
     assert [name for name, _, _ in fresh.queries("leaf.test.")] == [
         "f.leaf.test.", "e.f.leaf.test.", "d.e.f.leaf.test.", "c.d.e.f.leaf.test.",
@@ -132,7 +148,7 @@ async def test_no_minimisation(fresh: Tree) -> None:
     """With minimise=False every server is sent the full name and type."""
     answer = await resolve(iterator(fresh, minimise=False), "www.leaf.test.", dns.rdatatype.TXT)
     assert answer.rcode == dns.rcode.NOERROR and answer.answer == []
-    assert fresh.queries(".") == [("www.leaf.test.", "TXT", "udp")]
+    assert fresh.queries(".") == [PRIMING, ("www.leaf.test.", "TXT", "udp")]
     assert fresh.queries("test.") == [("www.leaf.test.", "TXT", "udp")]
     assert fresh.queries("leaf.test.") == [("www.leaf.test.", "TXT", "udp")]
 
@@ -248,7 +264,7 @@ async def test_upward_referral_is_lame(fresh: Tree) -> None:
 
 
 def test_lame_replies_classified() -> None:
-    """Upward and sideways referrals and non-authoritative answers are lame; a referral down is not."""
+    """Upward and sideways referrals and answers without AA are lame; a referral down is not, AA or not."""
     zone = dns.name.from_text("test.")
     qname = dns.name.from_text("www.leaf.test.")
 
@@ -269,6 +285,12 @@ def test_lame_replies_classified() -> None:
     assert classify(reply(answer=True), zone, qname) is None  # answer without AA
     assert classify(reply(answer=True, aa=True), zone, qname) == "answer"
     assert classify(reply(), zone, qname) is None  # NODATA without AA
+    assert classify(reply("leaf.test.", aa=True), zone, qname) == "referral"  # AA by mistake
+    assert classify(reply("test.", aa=True), zone, qname) == "nodata"
+    # the parent answers DS: a referral to the DS owner is lame
+    leaf = dns.name.from_text("leaf.test.")
+    assert classify(reply("leaf.test."), zone, leaf, dns.rdatatype.DS) is None
+    assert classify(reply("leaf.test."), zone, leaf, dns.rdatatype.NS) == "referral"
 
 
 @pytest_twisted.ensureDeferred
@@ -360,11 +382,12 @@ async def test_name_server_lookups_capped_per_question(fresh: Tree) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_query_limit(fresh: Tree) -> None:
-    """A question that needs more upstream queries than max_queries fails with EDE 0."""
+    """A question that needs more upstream queries than max_queries fails with EDE 0 (priming not counted)."""
     error = await failure_of(resolve(iterator(fresh, max_queries=4), "deep.a.b.c.d.e.f.leaf.test."))
     assert error.ede == dns.edns.EDECode.OTHER
+    assert fresh.queries(".")[0] == PRIMING
     sent = sum(len(fresh.queries(zone)) for zone in (".", "test.", "leaf.test."))
-    assert sent == 4
+    assert sent == 1 + 4
 
 
 @pytest_twisted.ensureDeferred
@@ -397,14 +420,57 @@ async def test_rd_off_do_and_cd_passed_on(fresh: Tree) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_concurrent_identical_questions_coalesced(fresh: Tree) -> None:
-    """Two identical questions at once send each upstream query once."""
+    """Two identical questions at once send each upstream query, and the priming query, once."""
     resolver = iterator(fresh)
     first, second = await defer.gatherResults(
         [resolve(resolver, "www.leaf.test."), resolve(resolver, "www.leaf.test.")]
     )
     assert texts(first.answer) == texts(second.answer) == ["www.leaf.test. A 192.0.2.80"]
-    assert fresh.queries(".") == [("test.", "A", "udp")]
+    assert fresh.queries(".") == [PRIMING, ("test.", "A", "udp")]
     assert fresh.queries("leaf.test.") == [("www.leaf.test.", "A", "udp")]
+
+
+class _Stop(Exception):
+    """A question's work bound, in the test below."""
+
+
+def test_waiting_question_not_failed_by_the_senders_bound() -> None:
+    """A question waiting for another's identical upstream query is not failed by the other's work bound."""
+
+    gates: list[defer.Deferred[None]] = [defer.Deferred(), defer.Deferred()]
+    waiting = list(gates)
+
+    class Scripted(NameServerQueries):
+        """Each query waits for the test, then spends once more (an EDNS fallback)."""
+
+        async def _send(self, *args: Any) -> dns.message.Message:
+            await waiting.pop(0)
+            args[-1]()
+            return reply
+
+    def budget(allowed: int) -> Any:
+        spent = []
+
+        def spend() -> None:
+            if len(spent) == allowed:
+                raise _Stop()
+            spent.append(1)
+        return spend
+
+    name = dns.name.from_text("noedns.poison.test.")
+    reply = dns.message.make_response(dns.message.make_query(name, A))
+    queries = Scripted(MemoryReactorClock(), InfraCache(Clock()), 1.0)
+    sender = defer.ensureDeferred(queries.ask("192.0.2.1", name, A, False, False, budget(1)))
+    waiter = defer.ensureDeferred(queries.ask("192.0.2.1", name, A, False, False, budget(2)))
+    failures: list[Failure] = []
+    sender.addErrback(failures.append)
+    gates[0].callback(None)
+    assert len(failures) == 1 and failures[0].check(_Stop)
+    assert not waiter.called  # it sent the query again, on its own budget
+    gates[1].callback(None)
+    got: list[dns.message.Message] = []
+    waiter.addCallback(got.append)
+    assert got == [reply]
 
 
 @pytest_twisted.ensureDeferred
@@ -431,8 +497,149 @@ async def test_second_resolution_from_the_cache(fresh: Tree) -> None:
         assert all(fresh.queries(zone) == [] for zone in fresh.servers)
 
 
+def questions(listener: Any) -> list[tuple[str, str]]:
+    """What a crafted responder received: (name, type)."""
+    return [
+        (q.question[0].name.to_text(), dns.rdatatype.to_text(q.question[0].rdtype))
+        for q in listener.queries
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_priming_finds_root_servers_the_hints_do_not_name(fresh: Tree) -> None:
+    """The root's NS set from priming names a server the hints do not, and later names resolve through it."""
+    resolver = iterator(fresh, rng=LastChoice())
+    answer = await resolve(resolver, "www.leaf.test.")
+    assert texts(answer.answer) == ["www.leaf.test. A 192.0.2.80"]
+    answer = await resolve(resolver, "ns1.hosting.example.")
+    assert texts(answer.answer) == ["ns1.hosting.example. A 127.53.3.1"]
+    # the hints' server was only primed from; b.root-servers.test. did the work
+    assert fresh.queries(".") == [PRIMING]
+    assert fresh.queries(dnstree.PRIMED_ROOT) == [("test.", "A", "udp"), ("example.", "A", "udp")]
+    root_ns = resolver.infra.get(dns.name.root, dns.rdatatype.NS)
+    assert root_ns is not None and sorted(r.target.to_text() for r in root_ns) == [
+        "a.root-servers.test.", "b.root-servers.test."
+    ]
+    assert resolver.infra.rank(dns.name.root, dns.rdatatype.NS) == Rank.AUTHORITATIVE
+    primed = dns.name.from_text("b.root-servers.test.")
+    assert resolver.infra.rank(primed, A) == Rank.ADDITIONAL
+
+
+@pytest_twisted.ensureDeferred
+async def test_priming_again_when_the_root_ns_expires(fresh: Tree) -> None:
+    """Priming is done once while the root's NS set lives, and again on the first question after."""
+    clock = Clock()
+    resolver = iterator(fresh, infra=InfraCache(clock))
+    await resolve(resolver, "www.leaf.test.")
+    await resolve(resolver, "www.other.test.")
+    assert fresh.queries(".").count(PRIMING) == 1
+    clock.advance(86400)  # the root zone's TTL
+    answer = await resolve(resolver, "www.other.test.")
+    assert texts(answer.answer) == ["www.other.test. A 192.0.2.81"]
+    assert fresh.queries(".").count(PRIMING) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_priming_falls_back_to_the_hints(fresh: Tree) -> None:
+    """With priming failing (hints: a silent root, one that fails . NS) names resolve from the hints."""
+    clock = Clock()
+    resolver = Iterator(
+        load_root_hints(fresh.unprimed_hints), reactor, timeout=0.3, rng=FirstChoice(),
+        infra=InfraCache(clock),
+    )
+    answer = await resolve(resolver, "www.leaf.test.")
+    assert texts(answer.answer) == ["www.leaf.test. A 192.0.2.80"]
+    assert fresh.silent is not None and fresh.unprimed is not None
+    # priming asked the silent hint, then the other, which then referred test.
+    assert questions(fresh.silent) == [(".", "NS")]
+    assert questions(fresh.unprimed) == [(".", "NS"), ("test.", "A")]
+    answer = await resolve(resolver, "www.other.test.")
+    assert texts(answer.answer) == ["www.other.test. A 192.0.2.81"]
+    assert len(fresh.silent.queries) == 1 and len(fresh.unprimed.queries) == 2
+    clock.advance(PRIME_RETRY)
+    await resolve(resolver, "www.lame.test.")
+    assert questions(fresh.unprimed)[2:] == [(".", "NS")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_answer_records_off_the_chain_not_learnt(fresh: Tree) -> None:
+    """An authoritative answer's extra record for another name (here its own server's address) is not used."""
+    resolver = iterator(fresh)
+    answer = await resolve(resolver, "extra.poison.test.")
+    assert texts(answer.answer) == ["extra.poison.test. A 192.0.2.91"]
+    server = resolver.infra.get(dns.name.from_text("ns1.poison.test."), A)
+    assert server is not None and [r.address for r in server] == [dnstree.POISON_ADDRESS]
+    answer = await resolve(resolver, "nothing.poison.test.")
+    assert answer.rcode == dns.rcode.NXDOMAIN
+    assert fresh.trap is not None and fresh.trap.queries == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_rrsig_question(fresh: Tree) -> None:
+    """A question for type RRSIG gets the RRSIG records the server gave."""
+    answer = await resolve(iterator(fresh), "signed.poison.test.", dns.rdatatype.RRSIG)
+    assert [(r.name, r.rdtype) for r in answer.answer] == [(dnstree.SIGNED, dns.rdatatype.RRSIG)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_reply_in_other_case(fresh: Tree) -> None:
+    """A reply whose question and answer are in another case than the query is accepted."""
+    answer = await resolve(iterator(fresh), "capitals.poison.test.")
+    assert [r.to_text() for rrset in answer.answer for r in rrset] == ["192.0.2.93"]
+    assert answer.answer[0].name == dnstree.CAPITALS
+
+
+@pytest_twisted.ensureDeferred
+async def test_glue_with_ttl_0(fresh: Tree) -> None:
+    """A delegation whose only glue has TTL 0 is followed with that glue, though it is not cached."""
+    resolver = iterator(fresh)
+    answer = await resolve(resolver, "www.zero.test.")
+    assert texts(answer.answer) == ["www.zero.test. A 192.0.2.92"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_missing_name_server_addresses_remembered(fresh: Tree) -> None:
+    """Glueless server names found not to exist are not looked up again by the next question."""
+    resolver = iterator(fresh)
+    await failure_of(resolve(resolver, "www.fan.test."))
+    first = [n for n, _, _ in fresh.queries("example.") if n.startswith("f")]
+    assert first == ["f0.example.", "f1.example.", "f2.example."]
+    fresh.clear_queries()
+    await failure_of(resolve(resolver, "nothing.fan.test."))
+    second = [n for n, _, _ in fresh.queries("example.") if n.startswith("f")]
+    assert second == ["f3.example.", "f4.example.", "f5.example."]
+
+
+def test_close_abandons_tcp_connections_being_made() -> None:
+    """close() fails a TCP query whose connection is still being made, instead of leaving it pending."""
+    memory = MemoryReactorClock()
+    queries = NameServerQueries(memory, InfraCache(memory), 30.0)
+    query = dns.message.make_query("big.tc.test.", "TXT")
+    waiting = defer.ensureDeferred(queries._tcp("192.0.2.1", query))
+    assert len(memory.tcpClients) == 1 and not waiting.called
+    failures: list[Failure] = []
+    waiting.addErrback(failures.append)
+    queries.close()
+    assert len(failures) == 1 and failures[0].check(ConnectingCancelledError)
+
+
+def test_upstream_sockets_bounded() -> None:
+    """Past max_in_flight open upstream sockets a query fails at once instead of opening another."""
+    memory = MemoryReactorClock()
+    queries = NameServerQueries(memory, InfraCache(memory), 30.0, max_in_flight=1)
+    query = dns.message.make_query("big.tc.test.", "TXT")
+    first = defer.ensureDeferred(queries._tcp("192.0.2.1", query))
+    second = defer.ensureDeferred(queries._tcp("192.0.2.2", query))
+    failures: list[Failure] = []
+    second.addErrback(failures.append)
+    assert len(failures) == 1 and failures[0].check(Busy)
+    assert len(memory.tcpClients) == 1 and not first.called
+    first.addErrback(lambda _: None)
+    queries.close()
+
+
 def test_nothing_sent_at_start() -> None:
-    """Building the resolver sends nothing and opens no socket (no priming)."""
+    """Building the resolver sends nothing and opens no socket (no priming at start-up)."""
     memory = MemoryReactorClock()  # it has no listenUDP: a UDP query would raise
     Iterator(load_root_hints(), memory)
     assert memory.tcpClients == [] and memory.getDelayedCalls() == []
@@ -511,6 +718,16 @@ def test_infra_ttl_counts_down() -> None:
     assert infra.get(dns.name.from_text("ns.x."), A) is None
 
 
+def test_infra_ttl_with_the_top_bit_is_zero() -> None:
+    """A TTL of 2**31 or more is treated as 0 (RFC 2181 8): not kept, rather than kept for the maximum."""
+    infra = InfraCache(Clock())
+    assert not infra.put(rrset("ns.x.", 2**31, "192.0.2.1"), Rank.AUTHORITATIVE)
+    assert infra.get(dns.name.from_text("ns.x."), A) is None
+    assert infra.put(rrset("ns.x.", 2**31 - 1, "192.0.2.1"), Rank.AUTHORITATIVE)
+    found = infra.get(dns.name.from_text("ns.x."), A)
+    assert found is not None and found.ttl == infra.max_ttl
+
+
 def test_infra_ranks() -> None:
     """Lower-ranked data never replaces higher-ranked data that is alive (RFC 2181 5.4.1)."""
     clock = Clock()
@@ -536,6 +753,24 @@ def test_infra_size_bound() -> None:
         infra.put(rrset(f"n{i}.x.", 100, "192.0.2.1"), Rank.ADDITIONAL)
     assert len(infra) == 2
     assert infra.get(dns.name.from_text("n0.x."), A) is None
+
+
+def test_infra_missing_addresses() -> None:
+    """A name without an address is remembered for its negative TTL (capped) or until an address comes."""
+    clock = Clock()
+    infra = InfraCache(clock)
+    name = dns.name.from_text("ns.x.")
+    infra.put_missing(name, A, 300)
+    assert infra.missing(dns.name.from_text("NS.x."), A)
+    assert not infra.missing(name, dns.rdatatype.AAAA)
+    clock.advance(300)
+    assert not infra.missing(name, A)
+    infra.put_missing(name, A, 10 * MAX_NEGATIVE_TTL)
+    clock.advance(MAX_NEGATIVE_TTL)
+    assert not infra.missing(name, A)
+    infra.put_missing(name, A, 300)
+    infra.put(rrset("ns.x.", 100, "192.0.2.1"), Rank.AUTHORITATIVE)
+    assert not infra.missing(name, A)
 
 
 def test_infra_server_state() -> None:

@@ -27,20 +27,12 @@ from dnstls.iterate import Iterator
 from dnstls.roothints import default_root_hints_path, load_root_hints
 from dnstls.tap import Options, answer_source
 from tests.certs import make_ca, make_leaf
-from tests.dnstree import Tree, running_tree
-from tests.support import DnstlsProcess, require_tool, run_dnstls
+from tests.dnstree import PRIMED_ROOT, Tree, running_tree
+from tests.support import LOCAL_ZONE, DnstlsProcess, require_tool, run_dnstls
 
 TIMEOUT = 10.0
 NAME = "dns.example.test"
 
-LOCAL_ZONE = """\
-$ORIGIN local.test.
-$TTL 3600
-@       SOA     ns hostmaster 1 7200 3600 1209600 300
-@       NS      ns
-ns      A       192.0.2.1
-www     A       192.0.2.42
-"""
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +210,24 @@ def test_recursion_over_starttls(
     assert client.last_upgraded
     assert reply.rcode() == dns.rcode.NOERROR
     assert [r.to_text() for r in reply.answer[0]] == ["192.0.2.83"]
+
+
+def test_server_primes_on_the_first_question(tree: Tree, tmp_path: Path) -> None:
+    """A fresh server asks the hints' root server . NS before anything else, then resolves."""
+    process = DnstlsProcess([
+        "--zones", str(tmp_path), "--listen", "127.0.0.1:0",
+        "--root-hints", str(tree.hints), "--upstream-timeout", "0.5",
+    ])
+    try:
+        tree.clear_queries()
+        host, port = process.address("udp")
+        output = kdig(f"@{host}", "-p", str(port), "www.other.test.")
+        assert answer_lines(output) == ["www.other.test. IN A 192.0.2.81"]
+        roots = tree.queries(".") + tree.queries(PRIMED_ROOT)
+        assert tree.queries(".")[0] == (".", "NS", "udp")
+        assert roots.count((".", "NS", "udp")) == 1
+    finally:
+        process.stop()
 
 
 def test_resolver_logged_no_errors(resolver: DnstlsProcess) -> None:
