@@ -66,12 +66,17 @@ class FrameDecoder:
         if self._broken:
             raise FramingError("the stream was already broken")
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            source: bytes | bytearray = buffer
+        else:
+            # the usual case: whole messages, sliced out of C{data} at once
+            source = data
         messages: list[bytes] = []
         offset = 0
-        available = len(buffer)
+        available = len(source)
         while available - offset >= 2:
-            (length,) = _LENGTH.unpack_from(buffer, offset)
+            length = source[offset] << 8 | source[offset + 1]
             if length < HEADER_SIZE:
                 self._broken = True
                 buffer.clear()
@@ -79,9 +84,12 @@ class FrameDecoder:
             end = offset + 2 + length
             if end > available:
                 break
-            messages.append(bytes(buffer[offset + 2 : end]))
+            messages.append(bytes(source[offset + 2 : end]))
             offset = end
-        del buffer[:offset]
+        if source is buffer:
+            del buffer[:offset]
+        elif offset < available:
+            buffer += data[offset:]
         return messages
 
     def clear(self) -> int:

@@ -103,9 +103,13 @@ def family_available(family: socket.AddressFamily) -> bool:
     return True
 
 
-def _socket(address: Address, kind: socket.SocketKind) -> socket.socket:
+def _socket(address: Address, kind: socket.SocketKind, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(address.family, kind)
     try:
+        if reuse_port:
+            # several worker processes on one port, the kernel spreading
+            # datagrams and connections among them (every one sets it)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == socket.SOCK_STREAM:
             # For TCP this only lets a restart bind past connections in
             # TIME_WAIT.  For UDP it would let two sockets that both set it
@@ -120,8 +124,10 @@ def _socket(address: Address, kind: socket.SocketKind) -> socket.socket:
     return sock
 
 
-def _bind(address: Address, kind: socket.SocketKind, port: int) -> socket.socket:
-    sock = _socket(address, kind)
+def _bind(
+    address: Address, kind: socket.SocketKind, port: int, reuse_port: bool = False
+) -> socket.socket:
+    sock = _socket(address, kind, reuse_port)
     try:
         sock.bind((address.host, port))
         if kind == socket.SOCK_STREAM:
@@ -142,32 +148,38 @@ def _why(error: OSError, port: int) -> str:
     return (error.strerror or str(error)).lower()
 
 
-def bind_stream(address: Address, name: str = "tcp") -> socket.socket:
+def bind_stream(address: Address, name: str = "tcp", reuse_port: bool = False) -> socket.socket:
     """
     A listening TCP socket on C{address}.
 
     @param name: how the listener is named in an error (C{tcp}, C{tls}).
+    @param reuse_port: set C{SO_REUSEPORT}, to share the port with other
+        worker processes.
     @raise StartupError: if it cannot be bound.
     """
     try:
-        return _bind(address, socket.SOCK_STREAM, address.port)
+        return _bind(address, socket.SOCK_STREAM, address.port, reuse_port)
     except OSError as e:
         raise StartupError(f"cannot listen on {name} {address}: {_why(e, address.port)}") from None
 
 
-def bind_udp_and_tcp(address: Address) -> tuple[socket.socket, socket.socket]:
+def bind_udp_and_tcp(
+    address: Address, reuse_port: bool = False
+) -> tuple[socket.socket, socket.socket]:
     """
     A UDP and a TCP socket on the same address and port; with port 0, one
     free port number that both protocols can have.
 
+    @param reuse_port: set C{SO_REUSEPORT} on both, to share the port with
+        other worker processes.
     @raise StartupError: if either cannot be bound.
     """
     tries = _PORT_ZERO_TRIES if address.port == 0 else 1
     for attempt in range(tries):
-        tcp = bind_stream(address)
+        tcp = bind_stream(address, reuse_port=reuse_port)
         port = tcp.getsockname()[1]
         try:
-            udp = _bind(address, socket.SOCK_DGRAM, port)
+            udp = _bind(address, socket.SOCK_DGRAM, port, reuse_port)
         except OSError as e:
             tcp.close()
             if e.errno == errno.EADDRINUSE and attempt + 1 < tries:
@@ -175,6 +187,14 @@ def bind_udp_and_tcp(address: Address) -> tuple[socket.socket, socket.socket]:
             raise StartupError(f"cannot listen on udp {address}: {_why(e, port)}") from None
         return udp, tcp
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def bound_address(sock: socket.socket) -> Address:
+    """
+    The address C{sock} is bound to, its port chosen when it asked for 0.
+    """
+    host, port = sock.getsockname()[:2]
+    return Address(host, port)
 
 
 class ListeningService(Service):

@@ -24,6 +24,7 @@ learns the connection's current idle timeout, for edns-tcp-keepalive
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dnstls.fastpath import FastAnswerer, Shape
 from dnstls.faults import Faults
 from dnstls.framing import FrameDecoder, FramingError, frame
 from dnstls.handler import Answerer, QueryContext, Transport
@@ -68,6 +70,11 @@ _BUSY_SHARE = 0.9
 class DNSDatagramProtocol(DatagramProtocol):
     """
     DNS over UDP: one datagram in, at most one datagram back to its sender.
+
+    With a L{FastAnswerer}, a question asked before is answered from its
+    cache without building a L{QueryContext}, and replies go straight to the
+    socket's C{sendto} (a reply the kernel has no room for is dropped, as
+    the network may drop it).
     """
 
     log = Logger()
@@ -75,29 +82,56 @@ class DNSDatagramProtocol(DatagramProtocol):
 
     def __init__(self, handler: Answerer) -> None:
         self.handler = handler
+        self._fast = handler if isinstance(handler, FastAnswerer) else None
+        self._sendto: Callable[[bytes, Any], object] | None = None
+
+    def startProtocol(self) -> None:
+        """
+        Find the socket's C{sendto}, when the transport has a socket.
+        """
+        sock = getattr(self.transport, "socket", None)
+        self._sendto = getattr(sock, "sendto", None)
+
+    def stopProtocol(self) -> None:
+        """
+        Forget the socket.
+        """
+        self._sendto = None
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         """
         Answer one query, now or when its Deferred fires; a failure is
         logged and the datagram dropped.
         """
+        fast = self._fast
+        if fast is not None:
+            reply = fast.cached(datagram, fast.udp_shape(addr[0]))
+            if reply is not None:
+                self._send(reply, addr)
+                return
         context = QueryContext(Transport.UDP, (addr[0], addr[1]))
         try:
-            reply = self.handler.handle(datagram, context)
+            answer = self.handler.handle(datagram, context)
         except Exception:
             self.log.failure("answering a UDP query from {peer}", peer=addr)
             return
-        if isinstance(reply, Deferred):
-            reply.addCallback(self._send, addr)
-            reply.addErrback(self._failed, addr)
+        if isinstance(answer, Deferred):
+            answer.addCallback(self._send, addr)
+            answer.addErrback(self._failed, addr)
         else:
-            self._send(reply, addr)
+            self._send(answer, addr)
 
     def _send(self, reply: bytes | None, addr: Any) -> None:
         if reply is None or self.transport is None:
             return
+        sendto = self._sendto
         try:
-            self.transport.write(reply, addr)
+            if sendto is not None:
+                sendto(reply, addr)
+            else:
+                self.transport.write(reply, addr)
+        except BlockingIOError:
+            pass
         except Exception:
             self.log.failure("answering a UDP query from {peer}", peer=addr)
 
@@ -117,6 +151,10 @@ class DNSStreamProtocol(Protocol):
         self.factory = factory
         self.peer = peer
         self._decoder = FrameDecoder()
+        #: the socket under a clear-text TCP transport, for direct sends
+        self._socket: Any = None
+        #: this connection's shape for the L{FastAnswerer}, while it holds
+        self._shape: Shape | None = None
         self._idle: IDelayedCall | None = None
         self._abort: IDelayedCall | None = None
         self._handshake: IDelayedCall | None = None
@@ -139,6 +177,8 @@ class DNSStreamProtocol(Protocol):
         """
         Turn Nagle's algorithm off and start the idle clock.
         """
+        if self.kind is Transport.TCP and _nothing_queued(self.transport):
+            self._socket = getattr(self.transport, "socket", None)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             try:
@@ -184,11 +224,59 @@ class DNSStreamProtocol(Protocol):
             broken: FramingError | None = None
         except FramingError as e:
             messages, broken = e.messages, e
+        if messages and not self.closed:
+            if self.factory.faults is None and not self._first:
+                self._answer_all(messages)
+            elif not self._answer_each(messages):
+                return
+        if broken is not None:
+            self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
+            self._close()
+
+    def _answer_all(self, messages: list[bytes]) -> None:
+        """
+        Answer C{messages}, with the replies ready at once written together
+        in one call, each whole with its length before it; the cache of a
+        L{FastAnswerer} is asked first, with one shape for them all.
+        """
+        replies: list[bytes] = []
+        fast = self.factory.fast
+        if fast is not None:
+            keepalive = self.keepalive()
+            shape = self._shape
+            if shape is None or shape[2] != keepalive:
+                shape = self._shape = fast.stream_shape(
+                    self.kind, self.peer[0], keepalive, True, self._upgraded
+                )
+            cached = fast.cached
+            for message in messages:
+                reply = cached(message, shape)
+                if reply is None:
+                    reply = self._reply(message)
+                if reply is not None:
+                    replies.append(reply)
+        else:
+            for message in messages:
+                reply = self._reply(message)
+                if reply is not None:
+                    replies.append(reply)
+        if replies:
+            self._send_all(replies)
+        self._start_idle()
+
+    def _answer_each(self, messages: list[bytes]) -> bool:
+        """
+        Answer C{messages} one by one, deciding the upgrade on the first
+        query of a TCP/53 connection and applying the test faults.
+
+        @return: whether the connection goes on as a clear-text stream
+            (C{False} once it is being upgraded or is closed).
+        """
         faults = self.factory.faults
         held: list[bytes] | None = [] if faults and faults.reverse and len(messages) > 1 else None
         for message in messages:
             if self.closed:
-                return
+                return False
             self._start_idle()
             if self._first:
                 self._first = False
@@ -198,13 +286,11 @@ class DNSStreamProtocol(Protocol):
                     # What the client sent after its first query is clear
                     # text it had no right to send: dropped, never answered.
                     self._upgrade(message)
-                    return
+                    return False
             self._answer(message, held)
         for reply in reversed(held or []):
             self._send(reply)
-        if broken is not None:
-            self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
-            self._close()
+        return True
 
     def keepalive(self, idle_timeout: float | None = None) -> int:
         """
@@ -277,6 +363,7 @@ class DNSStreamProtocol(Protocol):
             self._close()
             return
         self._decoder = FrameDecoder()
+        self._shape = None
         self.kind = Transport.TLS
         self.idle_timeout = self._upgraded_idle_timeout()
         self._upgraded = True
@@ -305,23 +392,33 @@ class DNSStreamProtocol(Protocol):
     def _answer(self, message: bytes, held: list[bytes] | None = None) -> None:
         """
         Hand one message to the handler and send its reply, now or when its
-        Deferred fires (or keep it in C{held}, to be sent later); a failure
-        is logged and the connection goes on.
+        Deferred fires (or keep it in C{held}, to be sent later).
         """
-        context = self._context()
-        try:
-            reply = self.factory.handler.handle(message, context)
-        except Exception:
-            self.log.failure("answering a stream query from {peer}", peer=self.peer)
-            return
-        if isinstance(reply, Deferred):
-            self._owed += 1
-            reply.addCallbacks(self._send_owed, self._failed)
-        elif reply is not None:
+        reply = self._reply(message)
+        if reply is not None:
             if held is not None:
                 held.append(reply)
             else:
                 self._send(reply)
+
+    def _reply(self, message: bytes) -> bytes | None:
+        """
+        The handler's reply to one message if it is ready now; a later one
+        is sent when its Deferred fires.  A failure is logged and the
+        connection goes on.
+        """
+        context = self._context()
+        try:
+            reply: bytes | None | Deferred[bytes | None]
+            reply = self.factory.handler.handle(message, context)
+        except Exception:
+            self.log.failure("answering a stream query from {peer}", peer=self.peer)
+            return None
+        if isinstance(reply, Deferred):
+            self._owed += 1
+            reply.addCallbacks(self._send_owed, self._failed)
+            return None
+        return reply
 
     def _send_owed(self, reply: bytes | None) -> None:
         self._paid()
@@ -353,21 +450,71 @@ class DNSStreamProtocol(Protocol):
         except ValueError:
             self.log.failure("framing a {size}-octet reply to {peer}", size=len(reply), peer=self.peer)
             return
-        transport.write(framed)
+        self._write(framed)
         self._answered += 1
         faults = self.factory.faults
         if faults is not None and faults.close_after and self._answered >= faults.close_after:
             self._close()
 
+    def _send_all(self, replies: list[bytes]) -> None:
+        """
+        Write framed replies in one call, unless the peer is gone or we are
+        closing.
+        """
+        if len(replies) == 1:
+            self._send(replies[0])
+            return
+        transport = self.transport
+        if self.closed or transport is None or getattr(transport, "disconnecting", False):
+            return
+        framed: list[bytes] = []
+        for reply in replies:
+            try:
+                framed.append(frame(reply))
+            except ValueError:
+                self.log.failure(
+                    "framing a {size}-octet reply to {peer}", size=len(reply), peer=self.peer
+                )
+        self._write(b"".join(framed))
+        self._answered += len(framed)
+
+    def _write(self, data: bytes) -> None:
+        """
+        Hand C{data} to the transport.  On a clear-text TCP connection with
+        nothing queued, the socket is offered it first: a buffered write
+        costs two epoll changes and a turn of the reactor loop.  What the
+        socket does not take (all of it, on an error the transport then
+        finds for itself) is queued behind.
+        """
+        transport = self.transport
+        assert transport is not None
+        sock = self._socket
+        if sock is not None and self.kind is Transport.TCP and _nothing_queued(transport):
+            try:
+                sent = sock.send(data)
+            except OSError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
+
     def _start_idle(self) -> None:
         """
         (Re)start the idle clock, which runs only while no answer is owed.
         """
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        idle = self._idle
         if self._owed == 0 and not self.closed and not self._closing:
-            self._idle = self.factory.clock.callLater(self.idle_timeout, self._expire)
+            # moving a pending call later costs a subtraction; a new one a
+            # heap insertion and the old one's removal
+            if idle is not None and idle.active():
+                idle.reset(self.idle_timeout)
+            else:
+                self._idle = self.factory.clock.callLater(self.idle_timeout, self._expire)
+        elif idle is not None:
+            if idle.active():
+                idle.cancel()
+            self._idle = None
 
     def _expire(self) -> None:
         self._idle = None
@@ -409,6 +556,26 @@ class DNSStreamProtocol(Protocol):
                 call.cancel()
         self._idle = self._abort = self._handshake = None
         self.factory.closed(self)
+
+
+def _nothing_queued(transport: object) -> bool:
+    """
+    Whether C{transport} is a Twisted TCP connection in clear text (not
+    TLS, nor on its way to it) with no data waiting to be written, so that
+    data sent on its socket now cannot overtake any.  It reads the write
+    buffers of Twisted's C{FileDescriptor}; any other transport answers
+    C{False}.
+    """
+    try:
+        return (
+            not getattr(transport, "TLS", True)
+            and not transport._tempDataLen  # type: ignore[attr-defined]
+            and transport.offset == len(transport.dataBuffer)  # type: ignore[attr-defined]
+            and bool(transport.connected)  # type: ignore[attr-defined]
+            and not transport.disconnecting  # type: ignore[attr-defined]
+        )
+    except AttributeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -497,6 +664,8 @@ class DNSStreamFactory(Factory):
         faults: Faults | None = None,
     ) -> None:
         self.handler = handler
+        #: the handler's cache, asked first when there are no faults
+        self.fast = handler if isinstance(handler, FastAnswerer) else None
         self.clock = clock
         self.transport_kind = transport_kind
         self.idle_timeout = idle_timeout

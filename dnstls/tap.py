@@ -27,6 +27,7 @@ from dnstls.cache import DEFAULT_MAX_TTL, DEFAULT_SIZE, Cache
 from dnstls.chaos import Chaos
 from dnstls.control import ControlFactory
 from dnstls.errors import StartupError
+from dnstls.fastpath import FastAnswerer
 from dnstls.faults import FaultInjector, Faults
 from dnstls.forward import DEFAULT_TIMEOUT, Forwarder, Recursion, Source, parse_upstream
 from dnstls.forward_tls import TLSUpstream, load_trust_root, parse_pin, parse_tls_upstream
@@ -55,6 +56,7 @@ from dnstls.roothints import load_root_hints
 from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
 from dnstls.tls import TLSPolicy, TLSServerFactory
 from dnstls.upgrade import UpgradePolicy
+from dnstls.workers import InheritedSockets, WorkersService, die_with_parent, supervise
 
 DEFAULT_LISTEN = ("0.0.0.0:53", "[::]:53")
 DEFAULT_LISTEN_TLS = ("0.0.0.0:853", "[::]:853")
@@ -221,6 +223,15 @@ class Options(usage.Options):
             "The root hints file iteration starts from (NS records of the root and their "
             "addresses) [default: IANA's named.root, shipped with dnstls].",
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Serve from this many processes sharing the ports (SO_REUSEPORT); the kernel spreads "
+            "queries and connections among them; --max-connections applies to each, and "
+            "{worker} in --identity becomes the number of the worker that answers.",
+            _positive(int, "workers"),
+        ],
     ]
 
     optFlags = [
@@ -329,6 +340,8 @@ class Options(usage.Options):
         Parse, and turn a usage error into one line on standard error and
         exit status 2.
         """
+        #: the options as given, for the copies --workers starts
+        self.raw_args = list(options) if options is not None else sys.argv[1:]
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
@@ -342,6 +355,8 @@ class Options(usage.Options):
         """
         if len(self["tls-cert"]) != len(self["tls-key"]):
             raise usage.UsageError("give each --tls-cert its --tls-key, in the same order")
+        if self["workers"] > 1 and self["control"]:
+            raise usage.UsageError("--workers and --control do not go together (one test server)")
         if self["no-recursion"] and self["forward"]:
             raise usage.UsageError("--no-recursion and --forward/--forward-tls contradict each other")
         if self["root-hints"] is not None and (self["no-recursion"] or self["forward"]):
@@ -423,9 +438,11 @@ def answer_source(options: usage.Options, reactor: Any) -> Source | None:
     )
 
 
-def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
+def makeService(options: usage.Options, reactor: Any = None) -> ServerService | WorkersService:
     """
-    Build the server the options describe, with its sockets already bound.
+    Build the server the options describe, with its sockets already bound;
+    with C{--workers} above 1, the supervisor of the worker processes
+    (L{dnstls.workers}), the configuration checked first.
 
     @param reactor: the reactor to serve on; the global one by default.
     @raise StartupError: if a zone, a certificate or an address is unusable.
@@ -434,6 +451,11 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    # a worker started by --workers adopts the sockets it inherited
+    inherited = InheritedSockets.from_environment(os.environ)
+    if inherited is not None:
+        die_with_parent(os.environ)
+    state_dir = Path(options["state-dir"]) if options["state-dir"] else default_state_dir()
     zones_directory = options["zones"]
     zones = ZoneSources(
         Path(zones_directory) if zones_directory is not None else default_zones_directory(),
@@ -451,14 +473,20 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     if options["listen-tls"] or (options["listen"] and starttls is not UpgradePolicy.OFF):
         credentials = CredentialSources(
             tuple(zip(options["tls-cert"], options["tls-key"], strict=True)),
-            Path(options["state-dir"]) if options["state-dir"] else default_state_dir(),
+            state_dir,
             tuple(options["tls-name"]) or (socket.getfqdn() or "localhost",),
         )
-        policy = TLSPolicy(credentials.load(), tickets=not options["no-tls-tickets"])
+        loaded = (inherited and inherited.credentials()) or credentials.load()
+        policy = TLSPolicy(loaded, tickets=not options["no-tls-tickets"])
     upgrade = None
     if policy is not None and starttls is not UpgradePolicy.OFF:
         upgrade = Upgrade(starttls, policy, options["tls-idle-timeout"])
     source = answer_source(options, reactor)
+    if inherited is None and options["workers"] > 1:
+        given = getattr(options, "raw_args", [])
+        return supervise(
+            options, given, str(state_dir), policy.credentials if policy else None, reactor
+        )
     recursion = None
     if source is not None:
         recursion = Recursion(
@@ -475,7 +503,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     )
     # the rendered-answer cache; a test server (--control) runs without it,
     # so that every query reaches the fault injector and the query log
-    answerer: Answerer = handler
+    answerer: Answerer = FastAnswerer(handler)
     faults = log = None
     if options["control"]:
         faults, log = Faults(), QueryLog()
@@ -492,7 +520,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
     )
     try:
         for address in options["listen"]:
-            udp, tcp = bind_udp_and_tcp(address)
+            udp, tcp = inherited.udp_and_tcp(address) if inherited else bind_udp_and_tcp(address)
             listening.add_datagram(udp, DNSDatagramProtocol(answerer))
             listening.add_stream(tcp, tcp_factory, "tcp")
         if options["listen-tls"]:
@@ -510,7 +538,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService:
                 ),
             )
             for address in options["listen-tls"]:
-                listening.add_stream(bind_stream(address, "tls"), tls_factory, "tls")
+                tls = inherited.stream(address) if inherited else bind_stream(address, "tls")
+                listening.add_stream(tls, tls_factory, "tls")
     except StartupError:
         listening.close()
         raise

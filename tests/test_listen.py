@@ -12,7 +12,7 @@ import pytest
 
 import dnstls.listen
 from dnstls.errors import StartupError
-from dnstls.listen import Address, bind_udp_and_tcp, parse_address
+from dnstls.listen import Address, bind_udp_and_tcp, bound_address, parse_address
 from tests.support import free_port
 
 
@@ -111,11 +111,13 @@ def test_port_zero_retries_when_udp_is_taken(monkeypatch: pytest.MonkeyPatch) ->
     real_bind = dnstls.listen._bind
     refused: list[int] = []
 
-    def bind(address: Address, kind: socket.SocketKind, port: int) -> socket.socket:
+    def bind(
+        address: Address, kind: socket.SocketKind, port: int, reuse_port: bool = False
+    ) -> socket.socket:
         if kind == socket.SOCK_DGRAM and not refused:
             refused.append(port)
             raise OSError(errno.EADDRINUSE, "Address already in use")
-        return real_bind(address, kind, port)
+        return real_bind(address, kind, port, reuse_port)
 
     monkeypatch.setattr(dnstls.listen, "_bind", bind)
     udp, tcp = bind_udp_and_tcp(Address("127.0.0.1", 0))
@@ -180,3 +182,16 @@ def test_ipv6_wildcard_beside_ipv4_wildcard() -> None:
         udp4, tcp4 = bind_udp_and_tcp(Address("0.0.0.0", port))
         with udp4, tcp4:
             assert udp4.getsockname()[1] == port
+
+
+def test_reuse_port_shares_a_port() -> None:
+    """Sockets bound for --workers share one UDP and TCP port (its port 0 resolved once)."""
+    udp, tcp = bind_udp_and_tcp(Address("127.0.0.1", 0), reuse_port=True)
+    with udp, tcp:
+        address = bound_address(tcp)
+        assert address.port != 0
+        udp2, tcp2 = bind_udp_and_tcp(address, reuse_port=True)
+        with udp2, tcp2:
+            assert bound_address(udp2) == bound_address(tcp2) == address
+        with pytest.raises(StartupError):
+            bind_udp_and_tcp(address)
