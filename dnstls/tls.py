@@ -13,6 +13,11 @@ server-side cache when tickets are switched off), also for sessions whose
 client closed without close_notify.  A connection a cap refused is closed
 before the handshake.  L{TLSPolicy.reload}
 swaps the certificates for new handshakes without touching open sessions.
+
+What a session costs is decided here too: an idle session keeps no read or
+write buffer (OpenSSL's C{SSL_MODE_RELEASE_BUFFERS}: about 24 kB less per
+open connection), and a handshake runs no Python callback but the ALPN one
+and, when there are several certificates to choose from, the SNI one.
 """
 
 from __future__ import annotations
@@ -85,7 +90,10 @@ class TLSPolicy:
         """
         if not credentials:
             raise ValueError("at least one credential is needed")
-        contexts = [self._context(credential) for credential in credentials]
+        # With one certificate there is nothing for SNI to choose: no
+        # callback, which OpenSSL would call on every handshake that names a host.
+        sni = len(credentials) > 1
+        contexts = [self._context(credential, sni) for credential in credentials]
         by_name: dict[str, SSL.Context] = {}
         for credential, context in zip(credentials, contexts, strict=True):
             for name in credential.names:
@@ -94,7 +102,7 @@ class TLSPolicy:
         self._by_name = by_name
         self.credentials = tuple(credentials)
 
-    def _context(self, credential: Credential) -> SSL.Context:
+    def _context(self, credential: Credential, sni: bool) -> SSL.Context:
         context = SSL.Context(SSL.TLS_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
         context.set_max_proto_version(SSL.TLS1_3_VERSION)
@@ -106,12 +114,15 @@ class TLSPolicy:
             context.add_extra_chain_cert(intermediate)
         context.use_privatekey(credential.key)
         context.check_privatekey()
+        # An idle session gives its 16 kB read and write buffers back; they
+        # are allocated again for the next record.
+        context.set_mode(SSL.MODE_RELEASE_BUFFERS)
         context.set_session_id(b"dnstls")
         context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
         context.set_timeout(SESSION_LIFETIME)
         context.set_alpn_select_callback(_select_alpn)
-        context.set_tlsext_servername_callback(self._servername)
-        context.set_info_callback(_keep_sessions)
+        if sni:
+            context.set_tlsext_servername_callback(self._servername)
         return context
 
     def _servername(self, connection: SSL.Connection) -> None:
@@ -125,7 +136,7 @@ class TLSPolicy:
         context = self._by_name.get(name)
         if context is None and "." in name:
             context = self._by_name.get("*." + name.split(".", 1)[1])
-        if context is not None:
+        if context is not None and context is not connection.get_context():
             connection.set_context(context)
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
@@ -146,12 +157,24 @@ class TLSPolicy:
 class _ServerConnection(SSL.Connection):
     """
     An OpenSSL connection whose handshake reports a client's close_notify
-    during the handshake as the end of the connection it is.
+    during the handshake as the end of the connection it is, and which takes
+    a close without close_notify after the handshake as a clean end.
 
     pyOpenSSL raises C{ZeroReturnError()}, without the error list Twisted's
     TLS transport reads, so a client that gives up mid-handshake (kdig with
     a pin or a name the certificate does not match) would leave an
     C{IndexError} traceback in the log.
+
+    Once the handshake is done, a client's close without close_notify (what
+    most DNS clients do) is a clean end of the session.  OpenSSL otherwise
+    counts such a close as a fatal error and drops the session from the
+    server's cache, so that it cannot be resumed: with tickets off, TLS 1.2
+    and TLS 1.3 resumption depend on that cache.  TLS 1.1 and later allow
+    resuming such a session (RFC 5246 section 7.2.1).  Only after the
+    handshake: a close in the middle of one is a failed handshake.  Twisted's
+    TLS transport finishes every handshake through L{do_handshake}, so the
+    option is set there rather than by an info callback, which OpenSSL
+    would call some twenty times a handshake.
     """
 
     def do_handshake(self) -> None:
@@ -161,6 +184,7 @@ class _ServerConnection(SSL.Connection):
             raise SSL.Error(
                 [("SSL routines", "", "unexpected eof while reading: close_notify in the handshake")]
             ) from None
+        self.set_options(SSL.OP_IGNORE_UNEXPECTED_EOF)
 
 
 class TLSServerFactory(TLSMemoryBIOFactory):
@@ -186,22 +210,6 @@ class TLSServerFactory(TLSMemoryBIOFactory):
         if wrapped is None:
             return None
         return self.protocol(self, wrapped)
-
-
-def _keep_sessions(connection: SSL.Connection, where: int, ret: int) -> None:
-    """
-    Once the handshake is done, take a client's close without close_notify
-    (what most DNS clients do) as a clean end of the session.
-
-    OpenSSL otherwise counts such a close as a fatal error and drops the
-    session from the server's cache, so that it cannot be resumed: with
-    tickets off, TLS 1.2 and TLS 1.3 resumption depend on that cache.  TLS
-    1.1 and later allow resuming such a session (RFC 5246 section 7.2.1).
-    Only after the handshake: a close in the middle of one is a failed
-    handshake.
-    """
-    if where & SSL.SSL_CB_HANDSHAKE_DONE:
-        connection.set_options(SSL.OP_IGNORE_UNEXPECTED_EOF)
 
 
 def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:

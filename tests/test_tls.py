@@ -730,3 +730,73 @@ def test_close_notify_during_handshake(policy: TLSPolicy) -> None:
     assert not servers.built[0].handshook
     assert servers.built[0].lost is not None
     assert server_transport.disconnecting or server_transport.disconnected
+
+
+# What a session costs
+
+
+@pytest.mark.parametrize("sni", [None, "other.test"], ids=["default", "sni"])
+def test_idle_session_keeps_no_buffers(policy: TLSPolicy, certs: Certs, sni: str | None) -> None:
+    """An open session's server side gives its OpenSSL read and write buffers back while idle."""
+    pair = connect(policy, TLSClient(certs.ca), sni=sni)
+    assert pair.ok
+    pair.exchange()
+    # SSL_set_mode adds the bits given (none) and returns the mode in force.
+    assert _lib.SSL_set_mode(pair.server_tls._ssl, 0) & SSL.MODE_RELEASE_BUFFERS
+
+
+@pytest.mark.parametrize("version", [SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION], ids=["1.2", "1.3"])
+def test_released_buffers_carry_large_messages_and_resume(certs: Certs, version: int) -> None:
+    """
+    A session whose buffers are released between messages carries DNS
+    messages of every size both ways, pipelined, and resumes afterwards.
+    """
+    policy = TLSPolicy([certs.credential(certs.main)])
+    client = TLSClient(certs.ca, max_version=version)
+    first = connect(policy, client)
+    assert first.ok
+    sizes = (12, 1232, 16384, 16385, 65535)
+    messages = [len(m).to_bytes(2, "big") + m for m in (bytes([n % 251]) * n for n in sizes)]
+    for message in messages:
+        first.exchange(message, message[::-1])
+    first.exchange(b"".join(messages), b"".join(reversed(messages)))
+    second = connect(policy, client, session=first.session())
+    assert second.ok and second.resumed
+    second.exchange(messages[-1], messages[0])
+
+
+def test_unexpected_eof_clean_only_after_handshake(policy: TLSPolicy, certs: Certs) -> None:
+    """
+    The server takes a TCP close without close_notify as a clean end of the
+    session (so that it stays resumable) once the handshake is done, and not
+    in the middle of one.
+    """
+    hello_client = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    hello_client.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        hello_client.do_handshake()
+    spy = _Spy(policy)
+    server_factory = TLSMemoryBIOFactory(spy, False, Recorders(), clock=Clock())
+    raw = _RawClient(hello_client.bio_read(65536))
+    _, _, pump = connectedServerAndClient(
+        lambda: server_factory.buildProtocol(None), lambda: raw, greet=False
+    )
+    pump.flush()
+    assert raw.received  # the server answered the ClientHello: mid-handshake
+    assert not _lib.SSL_get_options(spy.connections[0]._ssl) & SSL.OP_IGNORE_UNEXPECTED_EOF
+    pair = connect(policy, TLSClient(certs.ca))
+    assert pair.ok
+    assert _lib.SSL_get_options(pair.server_tls._ssl) & SSL.OP_IGNORE_UNEXPECTED_EOF
+
+
+@pytest.mark.parametrize("sni", [None, "dns.example.test", "unknown.test"], ids=["none", "its-name", "other"])
+def test_single_certificate_serves_every_sni(certs: Certs, sni: str | None) -> None:
+    """With one certificate, a client naming its host, another host or none gets it, and ALPN dot."""
+    policy = TLSPolicy([certs.credential(certs.main)])
+    pair = connect(policy, TLSClient(certs.ca), sni=sni, alpn=[b"dot"])
+    assert pair.ok
+    assert pair.alpn == b"dot"
+    assert pair.peer.subject == certs.credential(certs.main).leaf.subject
+    # what the query log reports as the session's SNI
+    assert pair.server_tls.get_servername() == (sni.encode() if sni else None)
+    pair.exchange()
