@@ -46,6 +46,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dnstls.directsend import nothing_queued, write_now
 from dnstls.fastpath import FastAnswerer, Shape
 from dnstls.faults import Faults
 from dnstls.framing import FrameDecoder, FramingError, frame
@@ -177,7 +178,7 @@ class DNSStreamProtocol(Protocol):
         """
         Turn Nagle's algorithm off and start the idle clock.
         """
-        if self.kind is Transport.TCP and _nothing_queued(self.transport):
+        if self.kind is Transport.TCP and nothing_queued(self.transport):
             self._socket = getattr(self.transport, "socket", None)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
@@ -480,24 +481,15 @@ class DNSStreamProtocol(Protocol):
 
     def _write(self, data: bytes) -> None:
         """
-        Hand C{data} to the transport.  On a clear-text TCP connection with
-        nothing queued, the socket is offered it first: a buffered write
-        costs two epoll changes and a turn of the reactor loop.  What the
-        socket does not take (all of it, on an error the transport then
-        finds for itself) is queued behind.
+        Hand C{data} to the transport; on a clear-text TCP connection with
+        nothing queued, its socket is offered it first (L{write_now}).
         """
         transport = self.transport
         assert transport is not None
-        sock = self._socket
-        if sock is not None and self.kind is Transport.TCP and _nothing_queued(transport):
-            try:
-                sent = sock.send(data)
-            except OSError:
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+        if self.kind is Transport.TCP:
+            write_now(transport, self._socket, data)
+        else:
+            transport.write(data)
 
     def _start_idle(self) -> None:
         """
@@ -556,26 +548,6 @@ class DNSStreamProtocol(Protocol):
                 call.cancel()
         self._idle = self._abort = self._handshake = None
         self.factory.closed(self)
-
-
-def _nothing_queued(transport: object) -> bool:
-    """
-    Whether C{transport} is a Twisted TCP connection in clear text (not
-    TLS, nor on its way to it) with no data waiting to be written, so that
-    data sent on its socket now cannot overtake any.  It reads the write
-    buffers of Twisted's C{FileDescriptor}; any other transport answers
-    C{False}.
-    """
-    try:
-        return (
-            not getattr(transport, "TLS", True)
-            and not transport._tempDataLen  # type: ignore[attr-defined]
-            and transport.offset == len(transport.dataBuffer)  # type: ignore[attr-defined]
-            and bool(transport.connected)  # type: ignore[attr-defined]
-            and not transport.disconnecting  # type: ignore[attr-defined]
-        )
-    except AttributeError:
-        return False
 
 
 @dataclass(frozen=True)

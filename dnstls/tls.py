@@ -17,7 +17,9 @@ swaps the certificates for new handshakes without touching open sessions.
 What a session costs is decided here too: an idle session keeps no read or
 write buffer (OpenSSL's C{SSL_MODE_RELEASE_BUFFERS}: about 24 kB less per
 open connection), and a handshake runs no Python callback but the ALPN one
-and, when there are several certificates to choose from, the SNI one.
+and, when there are several certificates to choose from, the SNI one.  On
+the DoT port, L{DoTServerProtocol} hands up all a read brought at once and
+writes what it encrypts at once (L{dnstls.tlsio} makes the OpenSSL calls).
 """
 
 from __future__ import annotations
@@ -32,14 +34,20 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
 )
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dnstls import tlsio
 from dnstls.certs import Credential
+from dnstls.directsend import write_now
 
 ALPN_DOT = b"dot"
 #: TLS 1.2 suites: ECDHE with AES-GCM or ChaCha20-Poly1305 (RFC 9325 4.2).
 TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20"
+#: The most plaintext one TLS record carries.
+RECORD_WRITE = 2**14
 #: How long a resumable session lives, in seconds.
 SESSION_LIFETIME = 7200
 
@@ -187,6 +195,63 @@ class _ServerConnection(SSL.Connection):
         self.set_options(SSL.OP_IGNORE_UNEXPECTED_EOF)
 
 
+class DoTServerProtocol(TLSMemoryBIOProtocol):
+    """
+    The TLS layer of a DNS-over-TLS connection, made for many small
+    messages: the plaintext of every record a read brought is handed up in
+    one C{dataReceived} (so the queries it holds are answered together and
+    their answers written, and encrypted, in one go), and what TLS has to
+    send goes to the socket at once when nothing is queued before it.
+
+    Twisted's default TLS transport instead hands up each record by itself
+    and gathers small writes until the next turn of the reactor loop: for
+    pipelined queries, one answer batch and one delayed call per query.
+    """
+
+    def _flushReceiveBIO(self) -> None:
+        # Twisted's loop, but the plaintext is gathered and delivered once,
+        # before any end of the session the same read brought.
+        if self._lostTLSConnection:
+            return
+        received, ending = tlsio.read_all(self._tlsConnection)
+        if received and not self._aborted:
+            ProtocolWrapper.dataReceived(self, received)
+        if ending is not None and not self._lostTLSConnection:
+            if isinstance(ending, SSL.ZeroReturnError):
+                self._shutdownTLS()  # type: ignore[no-untyped-call]
+                self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
+            else:
+                self._tlsShutdownFinished(Failure(ending))  # type: ignore[no-untyped-call]
+        self._flushSendBIO()
+
+    def _write(self, octets: bytes) -> None:
+        # Twisted's loop of one record's worth at a time, with the
+        # ciphertext sent once at the end.
+        if self._lostTLSConnection:
+            return
+        connection = self._tlsConnection
+        done = 0
+        try:
+            while done < len(octets):
+                chunk = octets if done == 0 and len(octets) <= RECORD_WRITE else (
+                    octets[done : done + RECORD_WRITE]
+                )
+                done += tlsio.write(connection, chunk)
+        except SSL.WantReadError:
+            self._bufferedWrite(octets[done:])  # type: ignore[no-untyped-call]
+        except SSL.Error:
+            self._flushSendBIO()
+            self._tlsShutdownFinished(Failure())  # type: ignore[no-untyped-call]
+            return
+        self._flushSendBIO()
+
+    def _flushSendBIO(self) -> None:
+        octets = tlsio.drain(self._tlsConnection)
+        if octets:
+            transport = self.transport
+            write_now(transport, getattr(transport, "socket", None), octets)
+
+
 class TLSServerFactory(TLSMemoryBIOFactory):
     """
     The TLS port's factory: TLS around a stream factory, which refuses a
@@ -198,6 +263,7 @@ class TLSServerFactory(TLSMemoryBIOFactory):
     """
 
     noisy = False
+    protocol = DoTServerProtocol
 
     def __init__(self, policy: IOpenSSLServerConnectionCreator, factory: IProtocolFactory) -> None:
         super().__init__(policy, False, factory)
@@ -209,7 +275,7 @@ class TLSServerFactory(TLSMemoryBIOFactory):
         wrapped = self.wrappedFactory.buildProtocol(addr)
         if wrapped is None:
             return None
-        return self.protocol(self, wrapped)
+        return self.protocol(self, wrapped)  # type: ignore[no-untyped-call]
 
 
 def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:

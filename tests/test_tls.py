@@ -20,6 +20,7 @@ import pytest
 from cryptography import x509
 from OpenSSL import SSL
 from OpenSSL._util import lib as _lib
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
@@ -33,7 +34,7 @@ from twisted.test.iosim import IOPump, connectedServerAndClient
 from zope.interface import implementer
 
 from dnstls.certs import Credential, load_credential
-from dnstls.tls import TLSPolicy, TLSServerFactory, pem_certificate
+from dnstls.tls import DoTServerProtocol, TLSPolicy, TLSServerFactory, pem_certificate
 from tests.certs import Issuer, Leaf, make_ca, make_leaf
 
 
@@ -43,6 +44,7 @@ class Recorder(Protocol):
 
     def __init__(self) -> None:
         self.data = b""
+        self.reads: list[bytes] = []
         self.handshook = False
         self.made = False
         self.lost: Failure | None = None
@@ -52,6 +54,7 @@ class Recorder(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
+        self.reads.append(data)
 
     def handshakeCompleted(self) -> None:
         self.handshook = True
@@ -212,16 +215,27 @@ def connect(
     sni: str | None = None,
     alpn: Sequence[bytes] = (),
     session: SSL.Session | None = None,
+    dot_port: bool = False,
 ) -> Pair:
-    """A client connected to C{server} in memory, the handshake pumped to its end."""
+    """
+    A client connected to C{server} in memory, the handshake pumped to its
+    end; with C{dot_port}, the server side is the DoT port's TLS layer and
+    the client sends each write as a record of its own.
+    """
     clock = Clock()
     spy = _Spy(server)
     client_connection = client.connection(sni, alpn, session)
     servers, clients = Recorders(), Recorders()
-    server_factory = TLSMemoryBIOFactory(spy, False, servers, clock=clock)
+    server_factory: TLSMemoryBIOFactory
+    if dot_port:
+        server_factory = TLSServerFactory(spy, servers)
+    else:
+        server_factory = TLSMemoryBIOFactory(spy, False, servers, clock=clock)
     client_factory = TLSMemoryBIOFactory(
         _ClientCreator(client_connection), True, clients, clock=clock
     )
+    if dot_port:
+        client_factory.protocol = TLSMemoryBIOProtocol
     client_transport, server_transport, pump = connectedServerAndClient(
         lambda: server_factory.buildProtocol(None),
         lambda: client_factory.buildProtocol(None),
@@ -800,3 +814,51 @@ def test_single_certificate_serves_every_sni(certs: Certs, sni: str | None) -> N
     # what the query log reports as the session's SNI
     assert pair.server_tls.get_servername() == (sni.encode() if sni else None)
     pair.exchange()
+
+
+# The DoT port's TLS layer
+
+
+def test_dot_port_hands_up_a_read_at_once(policy: TLSPolicy, certs: Certs) -> None:
+    """Three records that arrive in one read reach the DNS protocol as one string, in order."""
+    pair = connect(policy, TLSClient(certs.ca), dot_port=True)
+    assert pair.ok and pair.server is not None
+    assert isinstance(pair.server_transport, DoTServerProtocol)
+    for message in (b"first", b"second", b"third"):
+        pair.client_transport.write(message)
+    pair.pump.flush()
+    assert pair.server.reads == [b"firstsecondthird"]
+
+
+def test_dot_port_data_then_close_notify(policy: TLSPolicy, certs: Certs) -> None:
+    """Queries and the client's close_notify in one read: the queries are handed up, then a clean end."""
+    pair = connect(policy, TLSClient(certs.ca), dot_port=True)
+    assert pair.server is not None
+    pair.client_transport.write(b"query")
+    pair.client_transport.loseConnection()
+    pair.pump.flush()
+    assert pair.server.data == b"query"
+    assert pair.server.lost is not None
+    assert pair.server.lost.check(ConnectionDone)
+
+
+def test_dot_port_large_answers(policy: TLSPolicy, certs: Certs) -> None:
+    """Answers larger than a TLS record, and many written together, all reach the client whole."""
+    pair = connect(policy, TLSClient(certs.ca), dot_port=True)
+    assert pair.ok
+    pair.exchange(b"ask", bytes(range(256)) * 300)
+    pair.exchange(b"ask again", b"x" * 70000)
+
+
+def test_dot_port_corrupt_record_ends_session(policy: TLSPolicy, certs: Certs) -> None:
+    """A tampered record ends the session with the TLS error, and nothing is handed up."""
+    pair = connect(policy, TLSClient(certs.ca), dot_port=True)
+    assert pair.server is not None
+    pair.client_tls.send(b"tampered")
+    wire = bytearray(pair.client_tls.bio_read(65536))
+    wire[-1] ^= 0xFF
+    pair.server_transport.dataReceived(bytes(wire))
+    pair.pump.flush()
+    assert pair.server.data == b""
+    assert pair.server.lost is not None
+    assert pair.server.lost.check(SSL.Error)
