@@ -36,6 +36,7 @@ from zope.interface import implementer
 from dnstls.certs import Credential, load_credential
 from dnstls.tls import DoTServerProtocol, TLSPolicy, TLSServerFactory, pem_certificate
 from tests.certs import Issuer, Leaf, make_ca, make_leaf
+from tests.tlsmemory import handshake, move
 
 
 @implementer(IHandshakeListener)
@@ -431,34 +432,13 @@ def test_no_early_data(policy: TLSPolicy, certs: Certs) -> None:
     assert _lib.SSL_SESSION_get_max_early_data(session._session) == 0
 
 
-def _move(source: SSL.Connection, destination: SSL.Connection) -> int:
-    try:
-        data = source.bio_read(65536)
-    except SSL.WantReadError:
-        return 0
-    destination.bio_write(data)
-    return len(data)
-
-
-def _handshake(client: SSL.Connection, server: SSL.Connection) -> None:
-    server.set_accept_state()
-    for _ in range(10):
-        for side in (client, server):
-            try:
-                side.do_handshake()
-            except SSL.WantReadError:
-                pass
-        if not _move(client, server) + _move(server, client):
-            break
-
-
 def _renegotiate(server: SSL.Connection) -> SSL.Error | None:
     """Ask C{server} for a renegotiation from a TLS 1.2 client over memory BIOs; the client's error."""
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_max_proto_version(SSL.TLS1_2_VERSION)
     client = SSL.Connection(context, None)
     client.set_connect_state()
-    _handshake(client, server)
+    handshake(client, server)
     assert client.get_protocol_version_name() == "TLSv1.2"
     client.renegotiate()
     try:
@@ -467,15 +447,15 @@ def _renegotiate(server: SSL.Connection) -> SSL.Error | None:
                 client.do_handshake()
             except SSL.WantReadError:
                 pass
-            _move(client, server)
+            move(client, server)
             try:
                 server.recv(100)
             except SSL.WantReadError:
                 pass
-            if not _move(server, client) and not client.renegotiate_pending():
+            if not move(server, client) and not client.renegotiate_pending():
                 break
         client.send(b"after")
-        _move(client, server)
+        move(client, server)
         assert server.recv(100) == b"after"
     except SSL.Error as e:
         return e

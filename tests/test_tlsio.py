@@ -16,6 +16,7 @@ from dnstls import tlsio
 from dnstls.certs import load_credential
 from dnstls.tls import TLSPolicy
 from tests.certs import make_ca, make_leaf
+from tests.tlsmemory import handshake
 
 
 @pytest.fixture(scope="module")
@@ -35,29 +36,12 @@ def raw(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
     yield request.param
 
 
-def _move(source: SSL.Connection, destination: SSL.Connection) -> int:
-    try:
-        data = source.bio_read(65536)
-    except SSL.WantReadError:
-        return 0
-    destination.bio_write(data)
-    return len(data)
-
-
 def _pair(policy: TLSPolicy) -> tuple[SSL.Connection, SSL.Connection]:
     """A client and a server connection over memory BIOs, their handshake done."""
     client = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
     client.set_connect_state()
     server = policy.serverConnectionForTLS(None)
-    server.set_accept_state()
-    for _ in range(10):
-        for side in (client, server):
-            try:
-                side.do_handshake()
-            except SSL.WantReadError:
-                pass
-        if not _move(client, server) + _move(server, client):
-            break
+    handshake(client, server)
     return client, server
 
 
