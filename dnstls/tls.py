@@ -208,6 +208,18 @@ class DoTServerProtocol(TLSMemoryBIOProtocol):
     pipelined queries, one answer batch and one delayed call per query.
     """
 
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Feed what the network brought to TLS, and hand up the plaintext.
+        """
+        if not self._handshakeDone:
+            super().dataReceived(data)  # type: ignore[no-untyped-call]
+            return
+        tlsio.feed(self._tlsConnection, data)
+        if self._appSendBuffer:
+            self._unbufferPendingWrites()  # type: ignore[no-untyped-call]
+        self._flushReceiveBIO()
+
     def _flushReceiveBIO(self) -> None:
         # Twisted's loop, but the plaintext is gathered and delivered once,
         # before any end of the session the same read brought.

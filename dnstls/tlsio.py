@@ -34,9 +34,13 @@ try:
     _SSL_write = _lib.SSL_write
     _SSL_get_error = _lib.SSL_get_error
     _BIO_read = _lib.BIO_read
+    _BIO_write = _lib.BIO_write
     _WANT_READ = _lib.SSL_ERROR_WANT_READ
     _probe = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
-    RAW = all(hasattr(_probe, name) for name in ("_ssl", "_from_ssl", "_raise_ssl_error"))
+    RAW = all(
+        hasattr(_probe, name)
+        for name in ("_ssl", "_into_ssl", "_from_ssl", "_raise_ssl_error", "_handle_bio_errors")
+    )
     del _probe
 except (ImportError, AttributeError):  # pragma: no cover - another pyOpenSSL
     RAW = False
@@ -54,6 +58,20 @@ class _Buffers(threading.local):
 
 
 _buffers = _Buffers()
+
+
+def feed(connection: SSL.Connection, data: bytes) -> None:
+    """
+    Put C{data}, as it came from the network, into C{connection}'s
+    incoming BIO, as C{connection.bio_write(data)} does.
+    """
+    if not RAW:
+        connection.bio_write(data)
+        return
+    bio = connection._into_ssl
+    n = _BIO_write(bio, data, len(data))
+    if n <= 0:
+        connection._handle_bio_errors(bio, n)
 
 
 def read_all(connection: SSL.Connection) -> tuple[bytes, SSL.Error | None]:

@@ -60,7 +60,7 @@ def test_raw_calls_available() -> None:
 def test_read_all_gathers_every_record(policy: TLSPolicy, raw: bool) -> None:
     """The plaintext of several records comes in one string, in order; then reading stops, the BIO dry."""
     client, server = _pair(policy)
-    server.bio_write(_records(client, b"one", b"two", b"three"))
+    tlsio.feed(server, _records(client, b"one", b"two", b"three"))
     assert tlsio.read_all(server) == (b"onetwothree", None)
     assert tlsio.read_all(server) == (b"", None)
 
@@ -69,9 +69,9 @@ def test_read_all_waits_for_a_whole_record(policy: TLSPolicy, raw: bool) -> None
     """A record cut in two yields nothing until its second half arrives."""
     client, server = _pair(policy)
     wire = _records(client, b"whole", b"cut")
-    server.bio_write(wire[:-5])
+    tlsio.feed(server, wire[:-5])
     assert tlsio.read_all(server) == (b"whole", None)
-    server.bio_write(wire[-5:])
+    tlsio.feed(server, wire[-5:])
     assert tlsio.read_all(server) == (b"cut", None)
 
 
@@ -80,7 +80,7 @@ def test_read_all_reports_close_notify_after_data(policy: TLSPolicy, raw: bool) 
     client, server = _pair(policy)
     client.send(b"last words")
     client.shutdown()
-    server.bio_write(client.bio_read(65536))
+    tlsio.feed(server, client.bio_read(65536))
     received, ending = tlsio.read_all(server)
     assert received == b"last words"
     assert isinstance(ending, SSL.ZeroReturnError)
@@ -91,7 +91,7 @@ def test_read_all_reports_a_corrupt_record(policy: TLSPolicy, raw: bool) -> None
     client, server = _pair(policy)
     wire = bytearray(_records(client, b"tampered"))
     wire[-1] ^= 0xFF
-    server.bio_write(bytes(wire))
+    tlsio.feed(server, bytes(wire))
     received, ending = tlsio.read_all(server)
     assert received == b""
     assert isinstance(ending, SSL.Error)
