@@ -46,6 +46,7 @@ from dnstls.cache import Answer, Cache, cache_key
 from dnstls.forward_tls import TLSClient, TLSUpstream
 from dnstls.framing import FrameDecoder, FramingError, frame
 from dnstls.listen import parse_address
+from dnstls.udpsocket import ConnectedUDP
 
 #: Seconds to wait for one upstream before trying the next.
 DEFAULT_TIMEOUT = 2.0
@@ -139,8 +140,8 @@ def matching_reply(query: dns.message.Message, wire: bytes) -> dns.message.Messa
 
 class _UDPExchange(DatagramProtocol):
     """
-    One query on its own connected UDP socket; the upstream refusing it
-    (ICMP port unreachable) fails it at once.
+    One query on its own connected UDP socket (L{ConnectedUDP}); the
+    upstream refusing it (ICMP port unreachable) fails it at once.
     """
 
     noisy = False
@@ -152,7 +153,6 @@ class _UDPExchange(DatagramProtocol):
 
     def startProtocol(self) -> None:
         assert self.transport is not None
-        self.transport.connect(self.upstream.host, self.upstream.port)
         self.transport.write(self.query.to_wire())  # type: ignore[call-arg]
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
@@ -166,9 +166,8 @@ class _UDPExchange(DatagramProtocol):
 
     def stopProtocol(self) -> None:
         """
-        The port stopped with no answer: the epoll reactor reports an ICMP
-        port unreachable on a connected socket by losing the port, not by
-        C{connectionRefused}.
+        The socket closed with no answer (the reactor let go of it): the
+        query fails as unreachable rather than wait for its timeout.
         """
         if not self.done.called:
             self.done.errback(ConnectionRefusedError(f"{self.upstream} is unreachable"))
@@ -305,8 +304,7 @@ class Forwarder:
 
     async def _udp(self, upstream: Upstream, query: dns.message.Message) -> dns.message.Message:
         exchange = _UDPExchange(query, upstream)
-        interface = "::" if ":" in upstream.host else "0.0.0.0"
-        port = self.reactor.listenUDP(0, exchange, interface=interface)
+        port = ConnectedUDP(self.reactor, exchange, upstream.host, upstream.port)
         try:
             reply: dns.message.Message = await self._within(exchange.done)
             return reply

@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 
 from dnstls.forward import Upstream, _TCPExchange, _UDPExchange, make_query
 from dnstls.infracache import InfraCache
+from dnstls.udpsocket import ConnectedUDP
 
 #: Upstream sockets (UDP and TCP) open at once, at most; a query past that
 #: fails at once with L{Busy}, so that a flood of questions cannot use up
@@ -216,8 +217,7 @@ class NameServerQueries:
     async def _udp(self, address: str, query: dns.message.Message) -> dns.message.Message:
         self._room()
         exchange = _UDPExchange(query, Upstream(address, self.port))
-        interface = "::" if ":" in address else "0.0.0.0"
-        port = self.reactor.listenUDP(0, exchange, interface=interface)
+        port = ConnectedUDP(self.reactor, exchange, address, self.port)
         self._open.add(port)
         try:
             return await self._within(exchange.done)

@@ -640,9 +640,10 @@ def test_upstream_sockets_bounded() -> None:
 
 def test_nothing_sent_at_start() -> None:
     """Building the resolver sends nothing and opens no socket (no priming at start-up)."""
-    memory = MemoryReactorClock()  # it has no listenUDP: a UDP query would raise
+    memory = MemoryReactorClock()
     Iterator(load_root_hints(), memory)
     assert memory.tcpClients == [] and memory.getDelayedCalls() == []
+    assert memory.getReaders() == []
 
 
 @pytest_twisted.ensureDeferred
