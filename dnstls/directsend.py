@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_protocol,tests.test_tls -*-
+# -*- test-case-name: tests.test_directsend,tests.test_protocol,tests.test_tls -*-
 """
 Writes that go straight to a TCP socket when nothing is queued before
 them: a write through Twisted's buffer costs two epoll changes and a turn
@@ -9,25 +9,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.tcp import Connection
+
 
 def nothing_queued(transport: object) -> bool:
     """
-    Whether C{transport} is a Twisted TCP connection in clear text (not
-    TLS, nor on its way to it) with no data waiting to be written, so that
-    data sent on its socket now cannot overtake any.  It reads the write
-    buffers of Twisted's C{FileDescriptor}; any other transport answers
-    C{False}.
+    Whether C{transport} is itself a Twisted TCP connection (not a wrapper
+    around one: a TLS layer passes attribute reads through to the
+    connection beneath, so only the type tells them apart), in clear text
+    (TLS not started on it), open for writing, and with no data waiting to
+    be written, so that data sent on its socket now cannot overtake any.
+    It reads the write buffers of Twisted's C{FileDescriptor}; any other
+    transport answers C{False}.
     """
-    try:
-        return (
-            not getattr(transport, "TLS", True)
-            and not transport._tempDataLen  # type: ignore[attr-defined]
-            and transport.offset == len(transport.dataBuffer)  # type: ignore[attr-defined]
-            and bool(transport.connected)  # type: ignore[attr-defined]
-            and not transport.disconnecting  # type: ignore[attr-defined]
-        )
-    except AttributeError:
+    if not isinstance(transport, Connection):
         return False
+    return (
+        not transport.TLS
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+        and bool(transport.connected)
+        and not transport.disconnecting
+        and not transport.disconnected
+        and not transport._aborting
+        and not transport._writeDisconnecting
+        and not transport._writeDisconnected
+    )
 
 
 def write_now(transport: Any, sock: Any, data: bytes) -> None:

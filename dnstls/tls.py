@@ -222,18 +222,22 @@ class DoTServerProtocol(TLSMemoryBIOProtocol):
 
     def _flushReceiveBIO(self) -> None:
         # Twisted's loop, but the plaintext is gathered and delivered once,
-        # before any end of the session the same read brought.
+        # before a clean end of the session the same read brought. A fatal
+        # error (a tampered record) ends the session first, with its own
+        # reason: the plaintext before it is dropped, as no answer to it
+        # could be encrypted on a session in error.
         if self._lostTLSConnection:
             return
         received, ending = tlsio.read_all(self._tlsConnection)
+        if ending is not None and not isinstance(ending, SSL.ZeroReturnError):
+            self._flushSendBIO()  # the alert OpenSSL wrote
+            self._tlsShutdownFinished(Failure(ending))  # type: ignore[no-untyped-call]
+            return
         if received and not self._aborted:
             ProtocolWrapper.dataReceived(self, received)
         if ending is not None and not self._lostTLSConnection:
-            if isinstance(ending, SSL.ZeroReturnError):
-                self._shutdownTLS()  # type: ignore[no-untyped-call]
-                self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
-            else:
-                self._tlsShutdownFinished(Failure(ending))  # type: ignore[no-untyped-call]
+            self._shutdownTLS()  # type: ignore[no-untyped-call]
+            self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
         self._flushSendBIO()
 
     def _write(self, octets: bytes) -> None:

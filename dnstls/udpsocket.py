@@ -53,7 +53,14 @@ class ConnectedUDP:
         self.protocol = protocol
         self.closed = False
         reactor.addReader(self)
-        protocol.makeConnection(self)  # type: ignore[arg-type]
+        try:
+            protocol.makeConnection(self)  # type: ignore[arg-type]
+        except BaseException:
+            # a protocol that fails to start leaves no reader or socket behind
+            reactor.removeReader(self)
+            self.closed = True
+            sock.close()
+            raise
 
     def fileno(self) -> int:
         """

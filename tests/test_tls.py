@@ -842,3 +842,31 @@ def test_dot_port_corrupt_record_ends_session(policy: TLSPolicy, certs: Certs) -
     assert pair.server.data == b""
     assert pair.server.lost is not None
     assert pair.server.lost.check(SSL.Error)
+
+
+def test_dot_port_good_record_then_tampered_one(policy: TLSPolicy, certs: Certs) -> None:
+    """A good record and a tampered one in one read: the session ends with the tampering error, unanswered."""
+    pair = connect(policy, TLSClient(certs.ca), dot_port=True)
+    assert pair.server is not None
+    server = pair.server
+    recorded = server.dataReceived
+
+    def answer(data: bytes) -> None:
+        recorded(data)
+        server.transport.write(b"answer")
+
+    server.dataReceived = answer  # type: ignore[method-assign]
+    pair.client_tls.send(b"good")
+    good = pair.client_tls.bio_read(65536)
+    pair.client_tls.send(b"tampered")
+    tampered = bytearray(pair.client_tls.bio_read(65536))
+    tampered[-1] ^= 0xFF
+    pair.server_transport.dataReceived(good + bytes(tampered))
+    pair.pump.flush()
+    assert server.lost is not None
+    assert server.lost.check(SSL.Error)
+    assert "bad record mac" in str(server.lost.value) or "decryption failed" in str(server.lost.value)
+    # no answer reached the client, only the server's alert
+    assert pair.client.data == b""
+    assert pair.client.lost is not None
+    assert "alert" in str(pair.client.lost.value)

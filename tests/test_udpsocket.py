@@ -156,3 +156,28 @@ def test_nothing_logged(echo: socket.socket) -> None:
     finally:
         globalLogPublisher.removeObserver(events.append)
     assert events == []
+
+
+def test_protocol_failing_to_start_leaves_nothing(echo: socket.socket) -> None:
+    """A protocol whose start raises gets the error to its caller, and no reader or socket stays open."""
+
+    class Failing(Recorder):
+        def startProtocol(self) -> None:
+            raise RuntimeError("cannot start")
+
+    readers = set(reactor.getReaders())
+    opened: list[socket.socket] = []
+    real_socket = socket.socket
+
+    def recording(*args: Any) -> socket.socket:
+        sock = real_socket(*args)
+        opened.append(sock)
+        return sock
+
+    host, port = echo.getsockname()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "socket", recording)
+        with pytest.raises(RuntimeError, match="cannot start"):
+            ConnectedUDP(reactor, Failing(), host, port)
+    assert set(reactor.getReaders()) == readers
+    assert len(opened) == 1 and opened[0].fileno() == -1
