@@ -7,8 +7,10 @@ with the RCODE and the answer, authority and additional sections, never an
 OPT.  Each RRset's TTL counts down on the injected clock: what is served is
 what remains.  An entry lives as long as its shortest TTL, at most
 C{max_ttl} seconds.  Negative answers (NXDOMAIN, and NODATA: NOERROR with
-no answer) live for min(SOA TTL, SOA MINIMUM) of the SOA in their authority
-section (RFC 2308 section 5) and are not kept without one.  SERVFAIL and
+no data of the type asked, after a CNAME chain or not) live for min(SOA
+TTL, SOA MINIMUM) of the SOA in their authority section (RFC 2308 section
+5), at most an hour and no longer than the chain, and are not kept without
+one.  SERVFAIL and
 every other RCODE are never kept.  When full, the least recently used entry
 goes.
 
@@ -37,6 +39,9 @@ from twisted.python.failure import Failure
 DEFAULT_SIZE = 10000
 #: The longest an answer is kept, in seconds (C{--cache-max-ttl}).
 DEFAULT_MAX_TTL = 86400
+#: The longest a negative answer is kept (Unbound's cache-max-negative-ttl;
+#: RFC 2308 5 suggests one to three hours).
+MAX_NEGATIVE_TTL = 3600
 
 #: (lower-cased qname, qtype, qclass, DO, CD)
 CacheKey = tuple[dns.name.Name, int, int, bool, bool]
@@ -98,18 +103,33 @@ def _copy(rrset: dns.rrset.RRset, ttl: int | None = None) -> dns.rrset.RRset:
     return copy
 
 
-def lifetime(answer: Answer, max_ttl: int) -> int | None:
+def lifetime(answer: Answer, max_ttl: int, qtype: int | None = None) -> int | None:
     """
-    How many seconds C{answer} may be kept, or C{None} for not at all.
+    How many seconds C{answer} to a question of type C{qtype} may be kept,
+    or C{None} for not at all.
+
+    An answer is positive when its answer section holds data of the type
+    asked (any data when C{qtype} is not given): it lives as long as its
+    shortest TTL.  Otherwise it is negative (NXDOMAIN, or NODATA, possibly
+    at the end of a CNAME chain): it lives for the SOA's min(TTL, MINIMUM)
+    (RFC 2308 5), at most L{MAX_NEGATIVE_TTL}, and no longer than the
+    chain's shortest TTL; without an SOA it is not kept.
     """
-    if answer.rcode == dns.rcode.NOERROR and answer.answer:
-        ttls = [int(r.ttl) for r in answer.answer + answer.authority + answer.additional]
+    if answer.rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return None
+    ttls = [int(r.ttl) for r in answer.answer + answer.authority + answer.additional]
+    if answer.rcode == dns.rcode.NOERROR and _holds_data(answer, qtype):
         return min([max_ttl, *ttls])
-    if answer.rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        for rrset in answer.authority:
-            if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
-                return min(max_ttl, int(rrset.ttl), int(rrset[0].minimum))
+    for rrset in answer.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return min([max_ttl, MAX_NEGATIVE_TTL, int(rrset[0].minimum), *ttls])
     return None
+
+
+def _holds_data(answer: Answer, qtype: int | None) -> bool:
+    if qtype is None or qtype == dns.rdatatype.ANY:
+        return bool(answer.answer)
+    return any(r.rdtype == qtype for r in answer.answer)
 
 
 @dataclass
@@ -173,7 +193,7 @@ class Cache:
 
         @return: whether it was kept.
         """
-        ttl = lifetime(answer, self.max_ttl)
+        ttl = lifetime(answer, self.max_ttl, key[1])
         if ttl is None or ttl <= 0:
             return False
         now = self.clock.seconds()

@@ -34,8 +34,10 @@ QNAME minimisation (RFC 9156) is on by default: each zone's servers are
 asked for the name one label below their zone (QTYPE A) until the full
 name is reached, one label at a time for L{MINIMISE_ONE_LAB} queries and
 then in larger steps, so that at most L{MAX_MINIMISE_COUNT} minimised
-queries are sent for one name.  NXDOMAIN to a minimised query ends the
-resolution with NXDOMAIN (RFC 8020); any other answer goes one label deeper
+queries are sent for one name.  NXDOMAIN to a minimised query makes the
+zone's servers be asked the full name (servers wrongly answer NXDOMAIN for
+empty non-terminals, and without validation RFC 8020 cannot be trusted:
+Unbound's non-strict minimisation); any other answer goes one label deeper
 at the same servers; if all of a zone's servers fail a minimised query, the
 full name is asked instead.
 
@@ -205,14 +207,22 @@ def classify(
     qtype: int = dns.rdatatype.A,
 ) -> str | None:
     """
-    What a server of C{zone} said about C{qname} C{qtype}: an answer,
-    NXDOMAIN, NODATA, a referral to a zone below C{zone} (with AA or
+    What a server of C{zone} said about C{qname} C{qtype}: an answer (or
+    YXDOMAIN with the DNAME that overflows C{qname}), NXDOMAIN, NODATA, a
+    referral to a zone below C{zone} (with AA or
     without, as long as it has no SOA), or C{None} for a lame reply (an
     upward or sideways referral, an answer without AA, or a referral to
     C{qname} itself for DS, which the parent must answer: RFC 4035 3.1.4.1).
     """
     authoritative = bool(reply.flags & dns.flags.AA)
     rcode = reply.rcode()
+    if rcode == dns.rcode.YXDOMAIN:
+        # RFC 6672 2.2: a DNAME whose substitution overflows the name
+        overflow = any(
+            r.rdtype == dns.rdatatype.DNAME and qname.is_subdomain(r.name) and qname != r.name
+            for r in reply.answer
+        )
+        return _Kind.ANSWER if overflow and authoritative else None
     if rcode == dns.rcode.NOERROR and reply.answer:
         relevant = any(
             r.name == qname or (r.rdtype == dns.rdatatype.DNAME and qname.is_subdomain(r.name))
@@ -227,7 +237,8 @@ def classify(
             return None
         if child != zone and child.is_subdomain(zone) and qname.is_subdomain(child):
             return _Kind.REFERRAL
-        if not authoritative:
+        if not authoritative or child != zone:
+            # an upward or sideways referral is lame, AA set or not
             return None
     if not authoritative:
         return None
@@ -445,12 +456,16 @@ class Iterator:
             self._learn(reply, delegation.zone, ask)
             if ask != name:
                 if kind == _Kind.NXDOMAIN and not reply.answer:
-                    # RFC 8020: nothing exists below a name that does not
-                    # exist (with a CNAME, the NXDOMAIN is its target's)
-                    return _Reply(
-                        delegation.zone, dns.rcode.NXDOMAIN, [],
-                        _inside(reply.authority, delegation.zone),
+                    # RFC 8020 says nothing exists below it, but servers
+                    # answer NXDOMAIN for empty non-terminals too: without
+                    # DNSSEC to prove it, the full name is asked (Unbound's
+                    # non-strict minimisation)
+                    self.log.debug(
+                        "{zone} said NXDOMAIN for the minimised {ask}; asking {name}",
+                        zone=delegation.zone, ask=ask, name=name,
                     )
+                    minimise = False
+                    continue
                 known = ask
                 count += 1
                 continue
@@ -708,7 +723,7 @@ class Iterator:
                 self.log.info("{address} failed: {error}", address=address, error=e)
                 continue
             answered = True
-            if reply.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            if reply.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN):
                 budget.failures.add("refused")
                 self.log.info(
                     "{address} answered {rcode} for {qname}", address=address,

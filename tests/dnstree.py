@@ -101,6 +101,15 @@ SIGNED = dns.name.from_text("signed.poison.test.")
 #: question and the answer's owner in capitals (as 0x20 would).
 CAPITALS = dns.name.from_text("capitals.poison.test.")
 
+#: The poison.test. server answers NXDOMAIN for this empty non-terminal
+#: (wrongly), and the address 192.0.2.94 for names below it.
+EMPTY_NON_TERMINAL = dns.name.from_text("ent.poison.test.")
+
+#: The poison.test. server holds a DNAME here to L{LONG_TARGET}, and
+#: answers YXDOMAIN for names below it (every one overflows).
+LONG_DNAME = dns.name.from_text("long.poison.test.")
+LONG_TARGET = dns.name.from_text(".".join(c * 63 for c in "xyz") + ".test.")
+
 #: The key of the second root server (127.53.0.2) in L{Tree.servers}.
 PRIMED_ROOT = "root (primed)"
 
@@ -324,7 +333,9 @@ def poisoned_referral(query: dns.message.Message) -> dns.message.Message:
     section gives that name (outside poison.test.) the trap address and
     www.leaf.test. a false address; for L{NO_EDNS}, FORMERR to a query
     with EDNS and the address 192.0.2.87 to one without; for names in
-    L{UPWARD} a referral up to test. (lame); an RRSIG for L{SIGNED}; an
+    L{UPWARD} a referral up to test. (lame); NXDOMAIN for
+    L{EMPTY_NON_TERMINAL} and addresses below it; YXDOMAIN and the DNAME
+    for names below L{LONG_DNAME}; an RRSIG for L{SIGNED}; an
     address for L{CAPITALS}, in capitals; for L{EXTRA} its address and
     the trap's address for ns1.poison.test.; SERVFAIL for L{BROKEN} and an
     address for names below it (a server that mishandles minimised names);
@@ -373,6 +384,26 @@ def poisoned_referral(query: dns.message.Message) -> dns.message.Message:
         reply.answer.append(dns.rrset.from_text(EXTRA, 3600, "IN", "A", "192.0.2.91"))
         reply.answer.append(
             dns.rrset.from_text("ns1.poison.test.", 3600, "IN", "A", TRAP_ADDRESS)
+        )
+        return reply
+    if question.name == EMPTY_NON_TERMINAL:
+        # a server that denies an empty non-terminal
+        reply.flags |= dns.flags.AA
+        reply.set_rcode(dns.rcode.NXDOMAIN)
+        reply.authority.append(dns.rrset.from_text(zone, 300, "IN", *SOA.split(None, 1)))
+        return reply
+    if question.name.is_subdomain(EMPTY_NON_TERMINAL):
+        reply.flags |= dns.flags.AA
+        reply.answer.append(dns.rrset.from_text(question.name, 3600, "IN", "A", "192.0.2.94"))
+        return reply
+    if question.name.is_subdomain(LONG_DNAME):
+        reply.flags |= dns.flags.AA
+        if question.name == LONG_DNAME:
+            reply.authority.append(dns.rrset.from_text(zone, 300, "IN", *SOA.split(None, 1)))
+            return reply
+        reply.set_rcode(dns.rcode.YXDOMAIN)
+        reply.answer.append(
+            dns.rrset.from_text(LONG_DNAME, 3600, "IN", "DNAME", LONG_TARGET.to_text())
         )
         return reply
     if question.name == NO_EDNS:

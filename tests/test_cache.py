@@ -212,3 +212,60 @@ def test_authenticated_flag_survives_the_cache() -> None:
     served = cache.get(KEY)
     assert served is not None and served.authenticated
     assert served.copy().authenticated
+
+
+def cname_to(target: str, ttl: int) -> dns.rrset.RRset:
+    return dns.rrset.from_text(WWW, ttl, "IN", "CNAME", target)
+
+
+def test_nxdomain_after_cname_lives_no_longer_than_the_cname() -> None:
+    """A CNAME (TTL 10) to a name that does not exist (negative TTL 300) is kept 10 s, not 300."""
+    clock = Clock()
+    cache = Cache(clock)
+    soa = negative(dns.rcode.NXDOMAIN, 300, 300).authority
+    assert cache.put(KEY, Answer(dns.rcode.NXDOMAIN, [cname_to("gone.other.test.", 10)], soa, []))
+    clock.advance(9)
+    served = cache.get(KEY)
+    assert served is not None and served.answer[0].ttl == 1
+    clock.advance(1)
+    assert cache.get(KEY) is None
+
+
+def test_nodata_after_cname_uses_soa_minimum() -> None:
+    """A CNAME (TTL 3600) to a name without the type, SOA TTL 86400 and MINIMUM 300: kept 300 s."""
+    clock = Clock()
+    cache = Cache(clock)
+    soa = negative(dns.rcode.NOERROR, 86400, 300).authority
+    assert cache.put(KEY, Answer(dns.rcode.NOERROR, [cname_to("bare.other.test.", 3600)], soa, []))
+    clock.advance(299)
+    assert cache.get(KEY) is not None
+    clock.advance(1)
+    assert cache.get(KEY) is None
+
+
+def test_nodata_after_cname_without_soa_not_cached() -> None:
+    """A CNAME chain that ends without data and without an SOA is not kept as if it were an answer."""
+    cache = Cache(Clock())
+    assert not cache.put(KEY, Answer(dns.rcode.NOERROR, [cname_to("bare.other.test.", 3600)], [], []))
+    assert cache.get(KEY) is None
+
+
+def test_cname_question_answered_by_the_cname_is_positive() -> None:
+    """Asked for the CNAME itself, the CNAME is the data: kept for its TTL."""
+    clock = Clock()
+    cache = Cache(clock)
+    key = cache_key(WWW, dns.rdatatype.CNAME, dns.rdataclass.IN, False)
+    assert cache.put(key, Answer(dns.rcode.NOERROR, [cname_to("a.other.test.", 500)], [], []))
+    clock.advance(499)
+    assert cache.get(key) is not None
+
+
+def test_negative_answers_kept_an_hour_at_most() -> None:
+    """A negative TTL of a day is cut to an hour (as Unbound's cache-max-negative-ttl)."""
+    clock = Clock()
+    cache = Cache(clock)
+    assert cache.put(KEY, negative(dns.rcode.NXDOMAIN, 86400, 86400))
+    clock.advance(3599)
+    assert cache.get(KEY) is not None
+    clock.advance(1)
+    assert cache.get(KEY) is None

@@ -224,11 +224,33 @@ async def test_nxdomain(fresh: Tree) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_nxdomain_cut_rfc8020(fresh: Tree) -> None:
-    """NXDOMAIN for a minimised name ends the resolution: the full name is never sent."""
+async def test_nxdomain_to_a_minimised_name(fresh: Tree) -> None:
+    """NXDOMAIN for a minimised name stops minimising: the full name is asked once, and is NXDOMAIN."""
     answer = await resolve(iterator(fresh), "a.b.nothing.leaf.test.")
     assert answer.rcode == dns.rcode.NXDOMAIN
-    assert fresh.queries("leaf.test.") == [("nothing.leaf.test.", "A", "udp")]
+    assert fresh.queries("leaf.test.") == [
+        ("nothing.leaf.test.", "A", "udp"), ("a.b.nothing.leaf.test.", "A", "udp")
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_empty_non_terminal_denied_by_a_server(fresh: Tree) -> None:
+    """A server that says NXDOMAIN for an empty non-terminal does not hide the names below it."""
+    answer = await resolve(iterator(fresh), "www.ent.poison.test.")
+    assert texts(answer.answer) == ["www.ent.poison.test. A 192.0.2.94"]
+    assert fresh.poison is not None
+    assert [q.question[0].name.to_text() for q in fresh.poison.queries] == [
+        "ent.poison.test.", "www.ent.poison.test."
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_dname_overflow_from_the_server(fresh: Tree) -> None:
+    """A server's YXDOMAIN with the DNAME that overflows the name reaches the client, not SERVFAIL."""
+    name = "a" * 60 + ".long.poison.test."
+    answer = await resolve(iterator(fresh), name)
+    assert answer.rcode == dns.rcode.YXDOMAIN
+    assert texts(answer.answer) == [f"long.poison.test. DNAME {dnstree.LONG_TARGET}"]
 
 
 @pytest_twisted.ensureDeferred
@@ -287,6 +309,8 @@ def test_lame_replies_classified() -> None:
     assert classify(reply(), zone, qname) is None  # NODATA without AA
     assert classify(reply("leaf.test.", aa=True), zone, qname) == "referral"  # AA by mistake
     assert classify(reply("test.", aa=True), zone, qname) == "nodata"
+    assert classify(reply(".", aa=True), zone, qname) is None  # upward, AA set
+    assert classify(reply("other.test.", aa=True), zone, qname) is None  # sideways, AA set
     # the parent answers DS: a referral to the DS owner is lame
     leaf = dns.name.from_text("leaf.test.")
     assert classify(reply("leaf.test."), zone, leaf, dns.rdatatype.DS) is None
