@@ -21,6 +21,12 @@ referral, or a non-authoritative answer) is left for the next address; the
 addresses are tried by smoothed RTT, a random one among those within
 L{RTT_BAND} of the fastest, so that unknown ones get their turn.
 
+Name servers at loopback, unspecified, multicast or broadcast addresses
+learnt from replies (glue, a glueless server's address, priming) are not
+asked unless C{query_loopback} is set (Unbound's do-not-query-localhost): a
+delegation to 127.0.0.1 would turn the resolver against this host's own
+services.  The root hints are the operator's word and always used.
+
 Only in-bailiwick data is believed: a referral's NS set must be below the
 zone of the server that sent it and its glue must lie inside that zone
 (glue the cache will not keep, such as TTL 0, still serves that referral);
@@ -69,6 +75,7 @@ DO is passed on and nothing is validated (AD is never set); CD is passed on.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -288,12 +295,15 @@ class Iterator:
         max_ns_per_zone: int = MAX_NS_PER_ZONE,
         max_ns_lookups: int = MAX_NS_LOOKUPS,
         ipv6: bool = False,
+        query_loopback: bool = False,
         infra: InfraCache | None = None,
         rng: random.Random | None = None,
     ) -> None:
         """
         @param ipv6: also use the servers' IPv6 addresses (and ask AAAA for
             glueless ones); off by default, for hosts without an IPv6 route.
+        @param query_loopback: also ask name servers at loopback addresses
+            learnt from replies (see L{local_address}); off by default.
         @param rng: what picks among equally fast servers (tests pass a
             deterministic one).
         """
@@ -308,6 +318,7 @@ class Iterator:
         self.max_ns_per_zone = max_ns_per_zone
         self.max_ns_lookups = max_ns_lookups
         self.ipv6 = ipv6
+        self.query_loopback = query_loopback
         self.infra = infra if infra is not None else InfraCache(reactor)
         self.rng = rng if rng is not None else random.SystemRandom()
         self._address_types = _ADDRESS_TYPES if ipv6 else (dns.rdatatype.A,)
@@ -649,13 +660,28 @@ class Iterator:
         found: list[str] = []
         for name in delegation.names:
             known = self._known_addresses(name) or self._glue(delegation, name)
-            addresses = known + extra.get(name, [])
+            addresses = self._usable(known + extra.get(name, []))
             if delegation.zone == dns.name.root and not addresses:
                 addresses = [a for a in self.hints.addresses_of(name) if self.ipv6 or ":" not in a]
             for address in addresses:
                 if address not in found:
                     found.append(address)
         return found
+
+    def _usable(self, addresses: list[str]) -> list[str]:
+        """
+        The C{addresses}, learnt from replies, that may be asked: not this
+        host's own nor no host's (L{local_address}) unless C{query_loopback}.
+        """
+        if self.query_loopback:
+            return addresses
+        usable = [a for a in addresses if not local_address(a)]
+        if len(usable) < len(addresses):
+            self.log.info(
+                "not asking name servers at {addresses}",
+                addresses=", ".join(a for a in addresses if a not in usable),
+            )
+        return usable
 
     def _choose(self, zone: dns.name.Name, candidates: Sequence[str]) -> str:
         """
@@ -776,6 +802,33 @@ class Iterator:
                     )
                     self.infra.put_missing(name, rdtype, ttl)
         return addresses
+
+
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
+def local_address(address: str) -> bool:
+    """
+    Whether a name server address points back at this host or at no
+    host: loopback (127.0.0.0/8, ::1), unspecified or "this network"
+    (0.0.0.0/8, ::), multicast or broadcast, also as an IPv4-mapped IPv6
+    address.  A delegation to one would make the resolver query its own
+    host's services (Unbound's do-not-query-localhost), so these are
+    skipped unless the resolver is told otherwise.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_loopback
+        or ip.is_unspecified
+        or ip.is_multicast
+        or (isinstance(ip, ipaddress.IPv4Address) and (ip in _THIS_NETWORK or ip.is_reserved))
+        or ip == ipaddress.IPv4Address("255.255.255.255")
+    )
 
 
 #: A stand-in target for a DNAME substitution that makes a name too long.

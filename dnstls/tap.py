@@ -247,6 +247,14 @@ class Options(usage.Options):
             "When iterating, send each name server the full name asked, not only one label "
             "more than its zone (RFC 9156 QNAME minimisation is on by default).",
         ],
+        [
+            "query-loopback",
+            None,
+            "When iterating, also ask name servers at loopback addresses (127.0.0.0/8, ::1) "
+            "that referrals and answers give; off by default (as Unbound's "
+            "do-not-query-localhost), so that a delegation cannot aim the resolver at this "
+            "host's own services. The root hints are always used.",
+        ],
         ["no-tls-tickets", None, "Issue no TLS session tickets (sessions resume from a server cache)."],
         [
             "advertise-to",
@@ -435,6 +443,7 @@ def answer_source(options: usage.Options, reactor: Any) -> Source | None:
         reactor,
         timeout=options["upstream-timeout"],
         minimise=not options["no-qname-minimisation"],
+        query_loopback=bool(options["query-loopback"]),
     )
 
 

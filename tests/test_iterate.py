@@ -40,6 +40,7 @@ from dnstls.iterate import (
     PRIME_RETRY,
     Iterator,
     classify,
+    local_address,
     minimised,
 )
 from dnstls.nsquery import Busy, NameServerQueries
@@ -93,6 +94,7 @@ def iterator(tree: Tree, **options: Any) -> Iterator:
     """A new resolver (empty caches) for the tree."""
     options.setdefault("timeout", 1.0)
     options.setdefault("rng", FirstChoice())
+    options.setdefault("query_loopback", True)  # the tree is on 127.53.X.Y
     return Iterator(load_root_hints(tree.hints), reactor, **options)
 
 
@@ -569,7 +571,7 @@ async def test_failed_priming_falls_back_to_the_hints(fresh: Tree) -> None:
     clock = Clock()
     resolver = Iterator(
         load_root_hints(fresh.unprimed_hints), reactor, timeout=0.3, rng=FirstChoice(),
-        infra=InfraCache(clock),
+        infra=InfraCache(clock), query_loopback=True,
     )
     answer = await resolve(resolver, "www.leaf.test.")
     assert texts(answer.answer) == ["www.leaf.test. A 192.0.2.80"]
@@ -815,3 +817,26 @@ def test_infra_server_state() -> None:
     assert infra.edns("192.0.2.1") and not infra.is_lame(dns.name.from_text("x."), "192.0.2.1")
     assert infra.rtt("192.0.2.1") == UNKNOWN_RTT
 
+
+
+@pytest.mark.parametrize(
+    ("address", "local"),
+    [
+        ("127.0.0.1", True), ("127.53.1.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", True), ("0.1.2.3", True), ("::", True), ("224.0.0.1", True), ("ff02::1", True),
+        ("255.255.255.255", True), ("240.0.0.1", True), ("not an address", True),
+        ("192.0.2.1", False), ("10.0.0.1", False), ("2001:db8::1", False),
+    ],
+)
+def test_local_addresses(address: str, local: bool) -> None:
+    """Loopback, unspecified, multicast, broadcast and reserved addresses are this host's or none's."""
+    assert local_address(address) is local
+
+
+@pytest_twisted.ensureDeferred
+async def test_loopback_glue_not_followed(fresh: Tree) -> None:
+    """Glue at 127.0.0.0/8 is not asked by default: the hints' root is, the TLD at 127.53.1.1 never."""
+    error = await failure_of(resolve(iterator(fresh, query_loopback=False), "www.leaf.test."))
+    assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
+    assert fresh.queries(".")
+    assert fresh.queries("test.") == []

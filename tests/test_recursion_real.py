@@ -68,7 +68,7 @@ def resolver(
         "--zones", str(zones),
         "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
         "--tls-cert", cert, "--tls-key", key,
-        "--root-hints", str(tree.hints),
+        "--root-hints", str(tree.hints), "--query-loopback",
         "--allow-recursion", "127.0.0.1/32",
         "--upstream-timeout", "0.5",
     ])
@@ -216,7 +216,7 @@ def test_server_primes_on_the_first_question(tree: Tree, tmp_path: Path) -> None
     """A fresh server asks the hints' root server . NS before anything else, then resolves."""
     process = DnstlsProcess([
         "--zones", str(tmp_path), "--listen", "127.0.0.1:0",
-        "--root-hints", str(tree.hints), "--upstream-timeout", "0.5",
+        "--root-hints", str(tree.hints), "--query-loopback", "--upstream-timeout", "0.5",
     ])
     try:
         tree.clear_queries()
@@ -261,3 +261,22 @@ def test_iterator_is_the_default_source(args: list[str], minimise: bool, timeout
     options = Options()
     options.parseOptions(["--listen", "127.0.0.1:0", "--no-recursion"])
     assert answer_source(options, MemoryReactorClock()) is None
+
+
+def test_loopback_name_servers_not_asked_by_default(tree: Tree, tmp_path: Path) -> None:
+    """Without --query-loopback, glue at 127.0.0.0/8 is not followed: SERVFAIL, the TLD never asked."""
+    process = DnstlsProcess([
+        "--zones", str(tmp_path), "--listen", "127.0.0.1:0",
+        "--root-hints", str(tree.hints), "--upstream-timeout", "0.5",
+    ])
+    try:
+        tree.clear_queries()
+        host, port = process.address("udp")
+        output = kdig(f"@{host}", "-p", str(port), "+edns", "www.leaf.test.")
+        assert "status: SERVFAIL" in output
+        assert "EDE: 22 (No Reachable Authority)" in output
+        assert tree.queries(".")  # the root hints are the operator's: asked
+        assert tree.queries("test.") == []
+        assert "not asking name servers at 127.53.1.1" in process.output
+    finally:
+        process.stop()
