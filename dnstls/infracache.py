@@ -3,7 +3,8 @@
 The iterative resolver's infrastructure cache: the NS sets and addresses
 it has learnt (delegations and glue), and what it knows of each server
 address (smoothed round-trip time, whether it takes EDNS, whether it is
-lame for a zone).
+lame for a zone, whether it is down: silent L{DOWN_AFTER} times in a row,
+then not asked for L{DOWN_FOR} seconds but by one probe at a time).
 
 Records are ranked as RFC 2181 section 5.4.1 says (and a TTL with its most
 significant bit set counts as 0, as its section 8 says): an authoritative answer
@@ -41,6 +42,11 @@ SERVER_TTL = 900.0
 UNKNOWN_RTT = 0.376
 #: The most a timed-out server's RTT is backed off to.
 MAX_RTT = 120.0
+#: Timeouts in a row after which a server is taken for down...
+DOWN_AFTER = 2
+#: ...and not asked for this many seconds, after which one query probes it
+#: (Unbound's probe of a server at its top timeout, every 12 s at most).
+DOWN_FOR = 30.0
 
 
 class Rank(enum.IntEnum):
@@ -71,6 +77,10 @@ class _Server:
     rtt: float | None
     edns: bool
     expires: float
+    #: timeouts since it last answered
+    timeouts: int = 0
+    #: not asked before this time (on the clock), once taken for down
+    down_until: float = float("-inf")
 
 
 def _ttl(ttl: int) -> int:
@@ -218,6 +228,7 @@ class InfraCache:
         server = self._server(address)
         old = None if server is None else server.rtt
         self._update(address, rtt=seconds if old is None else 0.7 * old + 0.3 * seconds)
+        self._servers[address].timeouts = 0
 
     def timed_out(self, address: str, timeout: float) -> None:
         """
@@ -227,6 +238,33 @@ class InfraCache:
         server = self._server(address)
         old = UNKNOWN_RTT if server is None or server.rtt is None else server.rtt
         self._update(address, rtt=min(MAX_RTT, max(2 * old, timeout)))
+        server = self._servers[address]
+        server.timeouts += 1
+        if server.timeouts >= DOWN_AFTER:
+            server.down_until = self.clock.seconds() + DOWN_FOR
+
+    def is_down(self, address: str) -> bool:
+        """
+        Whether the server at C{address} timed out L{DOWN_AFTER} times in a
+        row, the last less than L{DOWN_FOR} seconds ago: not to be asked.
+        Once that time has passed one query may probe it; the time starts
+        again as that query is sent, so that other questions wait for it.
+        """
+        server = self._server(address)
+        return (
+            server is not None
+            and server.timeouts >= DOWN_AFTER
+            and self.clock.seconds() < server.down_until
+        )
+
+    def probing(self, address: str) -> None:
+        """
+        A query is being sent to the server at C{address}: if it was down,
+        no other is sent to it until this one is answered or times out.
+        """
+        server = self._server(address)
+        if server is not None and server.timeouts >= DOWN_AFTER:
+            server.down_until = self.clock.seconds() + DOWN_FOR
 
     def edns(self, address: str) -> bool:
         """

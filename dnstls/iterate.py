@@ -51,7 +51,11 @@ The work one client question may cause is bounded (NXNSAttack): upstream
 queries (C{max_queries}), referrals per name (C{max_referrals}), glueless
 name-server names resolved per delegation (C{max_ns_per_zone}) and in all
 (C{max_ns_lookups}), nesting of such lookups (L{MAX_NESTING}) and CNAME or
-DNAME steps (C{max_chain}).
+DNAME steps (C{max_chain}), and no query is sent once the question has run
+C{max_time} seconds.  A server address silent twice in a row is not asked
+for a while (L{dnstls.infracache.DOWN_FOR}) but by one probe, so that
+delegations to dead addresses do not hold upstream sockets for their
+timeouts question after question.
 
 Failures are L{ForwardError}s with an Extended DNS Error (RFC 8914): 22 (No
 Reachable Authority) when the servers were silent, refused, failed or were
@@ -113,6 +117,10 @@ MAX_NS_PER_ZONE = 3
 MAX_NS_LOOKUPS = 6
 #: Glueless lookups inside glueless lookups.
 MAX_NESTING = 3
+#: Seconds one client question may take: no query is sent after that (the
+#: client has long given up, dig waits 5 s a try, and a question held open
+#: holds an upstream socket).
+MAX_TIME = 10.0
 #: RFC 9156 2.3: the most minimised queries for one name...
 MAX_MINIMISE_COUNT = 10
 #: ...of which the first this many add one label each.
@@ -136,6 +144,12 @@ _NEGATIVE_PROOF = (dns.rdatatype.SOA, dns.rdatatype.NSEC, dns.rdatatype.NSEC3)
 class _Limit(Exception):
     """
     A work bound was hit.
+    """
+
+
+class _Deadline(_Limit):
+    """
+    The question has taken longer than the resolver gives one.
     """
 
 
@@ -167,6 +181,9 @@ class _Budget:
 
     max_queries: int
     max_ns_lookups: int
+    #: what tells the time, and when the question must be given up
+    clock: Any
+    deadline: float
     queries: int = 0
     ns_lookups: int = 0
     chain: int = 0
@@ -178,6 +195,8 @@ class _Budget:
     def spend(self) -> None:
         if self.queries >= self.max_queries:
             raise _Limit(f"more than {self.max_queries} upstream queries")
+        if self.clock.seconds() >= self.deadline:
+            raise _Deadline("out of time")
         self.queries += 1
 
 
@@ -294,6 +313,7 @@ class Iterator:
         max_chain: int = MAX_CHAIN,
         max_ns_per_zone: int = MAX_NS_PER_ZONE,
         max_ns_lookups: int = MAX_NS_LOOKUPS,
+        max_time: float = MAX_TIME,
         ipv6: bool = False,
         query_loopback: bool = False,
         infra: InfraCache | None = None,
@@ -317,6 +337,7 @@ class Iterator:
         self.max_chain = max_chain
         self.max_ns_per_zone = max_ns_per_zone
         self.max_ns_lookups = max_ns_lookups
+        self.max_time = max_time
         self.ipv6 = ipv6
         self.query_loopback = query_loopback
         self.infra = infra if infra is not None else InfraCache(reactor)
@@ -356,9 +377,16 @@ class Iterator:
         if qclass != dns.rdataclass.IN:
             raise ForwardError(f"cannot iterate for class {qclass}", dns.edns.EDECode.NOT_SUPPORTED)
         await self._prime()
-        budget = _Budget(self.max_queries, self.max_ns_lookups)
+        budget = _Budget(
+            self.max_queries, self.max_ns_lookups, self.reactor,
+            self.reactor.seconds() + self.max_time,
+        )
         try:
             return await self._resolve(qname, qtype, do, cd, budget, 0)
+        except _Deadline:
+            self.log.info("resolving {qname}: gave up after {seconds} s", qname=qname,
+                          seconds=self.max_time)
+            raise ForwardError(f"{qname}: no answer within {self.max_time} s", _NO_AUTHORITY) from None
         except _Limit as e:
             self.log.info("resolving {qname}: {limit}", qname=qname, limit=e)
             raise ForwardError(f"{qname}: {e}", _OTHER) from None
@@ -533,7 +561,7 @@ class Iterator:
         @return: whether that gave the root's servers with an address.
         """
         hints = _Delegation(dns.name.root, tuple(sorted(self.hints.names)))
-        budget = _Budget(PRIME_QUERIES, 0)
+        budget = _Budget(PRIME_QUERIES, 0, self.reactor, float("inf"))
         try:
             reply, kind = await self._ask(
                 hints, dns.name.root, dns.rdatatype.NS, False, False, budget, MAX_NESTING
@@ -717,7 +745,13 @@ class Iterator:
         while True:
             if self._closed:
                 raise _Unreachable("the resolver is closed")
-            candidates = [a for a in self._addresses(delegation, extra) if a not in tried]
+            untried = [a for a in self._addresses(delegation, extra) if a not in tried]
+            candidates = [a for a in untried if not self.infra.is_down(a)]
+            if len(candidates) < len(untried):
+                # servers silent again and again are not asked (NXNSAttack
+                # and dead delegations would hold sockets for their timeouts)
+                budget.failures.add("silent")
+                tried.update(a for a in untried if a not in candidates)
             if not candidates:
                 glueless = [
                     n for n in delegation.names
@@ -736,6 +770,7 @@ class Iterator:
                 continue
             address = self._choose(zone, candidates)
             tried.add(address)
+            self.infra.probing(address)
             try:
                 reply = await self.servers.ask(address, qname, qtype, do, cd, budget.spend)
             except Timeout:

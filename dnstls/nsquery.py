@@ -29,6 +29,8 @@ import dns.rcode
 import dns.rdataclass
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet.error import TCPTimedOutError
+from twisted.internet.error import TimeoutError as ConnectTimeout
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -168,25 +170,28 @@ class NameServerQueries:
         spend: Callable[[], None],
     ) -> dns.message.Message:
         edns = self.infra.edns(address)
-        reply = await self._timed(address, _query(qname, qtype, do, cd, edns))
+        reply = await self._timed(address, _query(qname, qtype, do, cd, edns), spend)
         if edns and reply.rcode() in _NO_EDNS:
             spend()
-            plain = await self._timed(address, _query(qname, qtype, do, cd, False))
+            plain = await self._timed(address, _query(qname, qtype, do, cd, False), spend)
             if plain.rcode() not in _NO_EDNS:
                 self.log.info("{address} does not take EDNS", address=address)
                 self.infra.no_edns(address)
             reply = plain
         return reply
 
-    async def _timed(self, address: str, query: dns.message.Message) -> dns.message.Message:
+    async def _timed(
+        self, address: str, query: dns.message.Message, spend: Callable[[], None]
+    ) -> dns.message.Message:
         """
-        Send C{query} over UDP, and over TCP when the reply is truncated,
-        keeping the server's RTT.
+        Send C{query} over UDP, and over TCP when the reply is truncated
+        (another query for C{spend}), keeping the server's RTT.
         """
         started = self.reactor.seconds()
         try:
             reply = await self._udp(address, query)
             if reply.flags & dns.flags.TC:
+                spend()
                 reply = await self._tcp(address, query)
         except Timeout:
             self.infra.timed_out(address, self.timeout)
@@ -234,6 +239,10 @@ class NameServerQueries:
         self._connecting.add(connecting)
         try:
             await connecting
+        except (ConnectTimeout, TCPTimedOutError) as e:
+            # no SYN-ACK within the timeout: a silent server, like one that
+            # does not answer over UDP
+            raise Timeout() from e
         finally:
             self._connecting.discard(connecting)
         assert exchange.transport is not None

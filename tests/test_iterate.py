@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from dnstls.acl import DEFAULT_ALLOW, AccessList
 from dnstls.cache import Answer, Cache
 from dnstls.forward import ForwardError, Recursion
-from dnstls.infracache import MAX_NEGATIVE_TTL, UNKNOWN_RTT, InfraCache, Rank
+from dnstls.infracache import DOWN_FOR, MAX_NEGATIVE_TTL, UNKNOWN_RTT, InfraCache, Rank
 from dnstls.iterate import (
     MAX_MINIMISE_COUNT,
     MAX_NS_PER_ZONE,
@@ -817,6 +817,51 @@ def test_infra_server_state() -> None:
     assert infra.edns("192.0.2.1") and not infra.is_lame(dns.name.from_text("x."), "192.0.2.1")
     assert infra.rtt("192.0.2.1") == UNKNOWN_RTT
 
+
+def test_infra_server_down_then_probed() -> None:
+    """Silent twice in a row, a server is down for DOWN_FOR s; then one probe at a time; an answer ends it."""
+    clock = Clock()
+    infra = InfraCache(clock)
+    address = "192.0.2.7"
+    infra.timed_out(address, 1.0)
+    assert not infra.is_down(address)  # one timeout may be a lost packet
+    infra.answered(address, 0.1)
+    infra.timed_out(address, 1.0)
+    assert not infra.is_down(address)  # the count starts again after an answer
+    infra.timed_out(address, 1.0)
+    assert infra.is_down(address)
+    clock.advance(DOWN_FOR)
+    assert not infra.is_down(address)
+    infra.probing(address)  # one question probes it: the others keep away
+    assert infra.is_down(address)
+    infra.answered(address, 0.2)
+    assert not infra.is_down(address)
+    infra.probing(address)
+    assert not infra.is_down(address)
+
+
+@pytest_twisted.ensureDeferred
+async def test_down_server_not_asked_again(fresh: Tree) -> None:
+    """A zone whose only server was silent twice fails at once the third time, with nothing sent to it."""
+    resolver = iterator(fresh, timeout=0.3)
+    for _ in range(2):
+        await failure_of(resolve(resolver, "www.dead.test."))
+    assert fresh.silent is not None
+    sent = len(fresh.silent.queries)
+    started = reactor.seconds()
+    error = await failure_of(resolve(resolver, "other.dead.test."))
+    assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
+    assert len(fresh.silent.queries) == sent
+    assert reactor.seconds() - started < 0.3
+
+
+@pytest_twisted.ensureDeferred
+async def test_question_out_of_time(fresh: Tree) -> None:
+    """No query is sent once a question has run max_time seconds: SERVFAIL with EDE 22."""
+    error = await failure_of(resolve(iterator(fresh, max_time=0.0), "www.leaf.test."))
+    assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
+    assert fresh.queries(".") == [PRIMING]
+    assert fresh.queries("test.") == []
 
 
 @pytest.mark.parametrize(
