@@ -204,8 +204,10 @@ class _Budget:
 class _Delegation:
     """
     A zone and the names of its servers (sorted, so the order is stable),
-    with the in-bailiwick glue of the referral that named them, used for a
-    name the cache has no address for (the cache refuses TTL 0).
+    with the in-bailiwick glue of the referral that named them and the
+    addresses found for glueless ones (none, when the lookup failed), used
+    for a name the cache has no address for (the cache refuses TTL 0) for
+    as long as the lookup goes on at this zone.
     """
 
     zone: dns.name.Name
@@ -678,17 +680,14 @@ class Iterator:
                 addresses.extend(r.address for r in rrset)
         return addresses
 
-    def _addresses(
-        self, delegation: _Delegation, extra: dict[dns.name.Name, list[str]]
-    ) -> list[str]:
+    def _addresses(self, delegation: _Delegation) -> list[str]:
         """
         The addresses of a zone's servers we know, in the order of their
         names, without repeats.
         """
         found: list[str] = []
         for name in delegation.names:
-            known = self._known_addresses(name) or self._glue(delegation, name)
-            addresses = self._usable(known + extra.get(name, []))
+            addresses = self._usable(self._known_addresses(name) or self._glue(delegation, name))
             if delegation.zone == dns.name.root and not addresses:
                 addresses = [a for a in self.hints.addresses_of(name) if self.ipv6 or ":" not in a]
             for address in addresses:
@@ -741,11 +740,10 @@ class Iterator:
         tried: set[str] = set()
         answered = False
         looked_up: set[dns.name.Name] = set()
-        extra: dict[dns.name.Name, list[str]] = {}
         while True:
             if self._closed:
                 raise _Unreachable("the resolver is closed")
-            untried = [a for a in self._addresses(delegation, extra) if a not in tried]
+            untried = [a for a in self._addresses(delegation) if a not in tried]
             candidates = [a for a in untried if not self.infra.is_down(a)]
             if len(candidates) < len(untried):
                 # servers silent again and again are not asked (NXNSAttack
@@ -755,8 +753,8 @@ class Iterator:
             if not candidates:
                 glueless = [
                     n for n in delegation.names
-                    if n not in looked_up and n not in extra
-                    and not self._known_addresses(n) and not self._glue(delegation, n)
+                    if n not in delegation.glue
+                    and not self._known_addresses(n)
                     # a server inside the zone without glue cannot be reached
                     and not n.is_subdomain(zone)
                     # nor one known to have no address
@@ -766,7 +764,7 @@ class Iterator:
                     raise _Unreachable(f"no server of {zone} answered", answered)
                 name = glueless[0]
                 looked_up.add(name)
-                extra[name] = await self._server_addresses(name, budget, nesting)
+                delegation.glue[name] = await self._server_addresses(name, budget, nesting)
                 continue
             address = self._choose(zone, candidates)
             tried.add(address)

@@ -31,7 +31,8 @@ lame.test. is delegated to the leaf server (which refuses it: lame) and to
 knotd; silent.test. to the silent address and to knotd; dead.test. only to
 the silent address; unreachable.test. only to the unreachable one; fan.test. to ten
 glueless names in example. that do not exist (the NXNS fan-out); zero.test.
-(knotd) to ns1.zero.test., whose glue has TTL 0.
+(knotd) to ns1.zero.test., whose glue has TTL 0; fleeting.test. (knotd) to
+ns1.fleeting.example., glueless, whose address has TTL 0.
 
 The servers are started in parallel; L{running_tree} takes one to five
 seconds, with the machine's load.  Binding port 53 on 127.53.X.Y needs root:
@@ -168,6 +169,7 @@ unreachable     NS      ns1.unreachable
 ns1.unreachable A       {UNREACHABLE_ADDRESS}
 zero            NS      ns1.zero
 ns1.zero        0 A     {KNOT_ADDRESS}
+fleeting        NS      ns1.fleeting.example.
 """ + "".join(f"fan             NS      f{i}.example.\n" for i in range(FAN_OUT))
 
 EXAMPLE_ZONE = f"""\
@@ -179,6 +181,7 @@ ns1.nic         A       {EXAMPLE_ADDRESS}
 ns1.hosting     A       {KNOT_ADDRESS}
 ns2.hosting     A       {KNOT_ADDRESS}
 ns.victim       A       {KNOT_ADDRESS}
+ns1.fleeting    0 A     {KNOT_ADDRESS}
 """
 
 LEAF_ZONE = f"""\
@@ -254,6 +257,13 @@ $TTL 3600
 @       NS      ns2
 ns2     A       {KNOT_ADDRESS}
 www     A       192.0.2.88
+""",
+    "fleeting.test.": f"""\
+$ORIGIN fleeting.test.
+$TTL 3600
+@       {SOA}
+@       NS      ns1.fleeting.example.
+deep.a.b.c.d.e  A   192.0.2.95
 """,
     "zero.test.": f"""\
 $ORIGIN zero.test.

@@ -624,6 +624,15 @@ async def test_glue_with_ttl_0(fresh: Tree) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_glueless_address_with_ttl_0_kept_for_the_lookup(fresh: Tree) -> None:
+    """A glueless server's address of TTL 0 is looked up once for all the minimised steps at its zone."""
+    answer = await resolve(iterator(fresh), "deep.a.b.c.d.e.fleeting.test.")
+    assert texts(answer.answer) == ["deep.a.b.c.d.e.fleeting.test. A 192.0.2.95"]
+    looked_up = [q for q in fresh.queries("example.") if q[0] == "ns1.fleeting.example."]
+    assert looked_up == [("ns1.fleeting.example.", "A", "udp")]
+
+
+@pytest_twisted.ensureDeferred
 async def test_missing_name_server_addresses_remembered(fresh: Tree) -> None:
     """Glueless server names found not to exist are not looked up again by the next question."""
     resolver = iterator(fresh)
