@@ -424,6 +424,13 @@ class Iterator:
                     )
                 ]
                 if found:
+                    if qtype == dns.rdatatype.CNAME:
+                        # a CNAME the server made from a DNAME comes with it
+                        found = [
+                            r for r in reply.answer
+                            if r.rdtype == dns.rdatatype.DNAME
+                            and current != r.name and current.is_subdomain(r.name)
+                        ][:1] + found
                     return Answer(
                         dns.rcode.NOERROR, chain + found + _signatures(reply.answer, found, do), [], []
                     )

@@ -209,6 +209,16 @@ async def test_dname(fresh: Tree) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_cname_question_below_a_dname(fresh: Tree) -> None:
+    """Asked for the CNAME below a DNAME, the client gets the DNAME with the CNAME made from it."""
+    answer = await resolve(iterator(fresh), "www.old.dname.test.", dns.rdatatype.CNAME)
+    assert texts(answer.answer) == [
+        "old.dname.test. DNAME leaf.test.",
+        "www.old.dname.test. CNAME www.leaf.test.",
+    ]
+
+
+@pytest_twisted.ensureDeferred
 async def test_chain_limit(fresh: Tree) -> None:
     """A CNAME chain longer than max_chain fails with EDE 0 instead of being followed."""
     error = await failure_of(resolve(iterator(fresh, max_chain=1), "chain.leaf.test."))
