@@ -117,9 +117,9 @@ MAX_NS_PER_ZONE = 3
 MAX_NS_LOOKUPS = 6
 #: Glueless lookups inside glueless lookups.
 MAX_NESTING = 3
-#: Seconds one client question may take: no query is sent after that (the
-#: client has long given up, dig waits 5 s a try, and a question held open
-#: holds an upstream socket).
+#: Seconds one client question may take, or four server timeouts if that
+#: is longer: no query is sent after that (the client has long given up,
+#: dig waits 5 s a try, and a question held open holds an upstream socket).
 MAX_TIME = 10.0
 #: RFC 9156 2.3: the most minimised queries for one name...
 MAX_MINIMISE_COUNT = 10
@@ -246,11 +246,7 @@ def classify(
     rcode = reply.rcode()
     if rcode == dns.rcode.YXDOMAIN:
         # RFC 6672 2.2: a DNAME whose substitution overflows the name
-        overflow = any(
-            r.rdtype == dns.rdatatype.DNAME and qname.is_subdomain(r.name) and qname != r.name
-            for r in reply.answer
-        )
-        return _Kind.ANSWER if overflow and authoritative else None
+        return _Kind.ANSWER if authoritative and overflows(reply, qname) else None
     if rcode == dns.rcode.NOERROR and reply.answer:
         relevant = any(
             r.name == qname or (r.rdtype == dns.rdatatype.DNAME and qname.is_subdomain(r.name))
@@ -271,6 +267,21 @@ def classify(
     if not authoritative:
         return None
     return _Kind.NXDOMAIN if rcode == dns.rcode.NXDOMAIN else _Kind.NODATA
+
+
+def overflows(reply: dns.message.Message, qname: dns.name.Name) -> bool:
+    """
+    Whether C{reply} is the YXDOMAIN of RFC 6672 2.2: a DNAME on the chain
+    from C{qname} whose substitution makes a name too long.
+    """
+    if reply.rcode() != dns.rcode.YXDOMAIN:
+        return False
+    chain = _chain_names(reply.answer, qname)
+    return any(
+        r.rdtype == dns.rdatatype.DNAME and name != r.name and name.is_subdomain(r.name)
+        for r in reply.answer
+        for name in chain
+    )
 
 
 def minimised(
@@ -315,7 +326,7 @@ class Iterator:
         max_chain: int = MAX_CHAIN,
         max_ns_per_zone: int = MAX_NS_PER_ZONE,
         max_ns_lookups: int = MAX_NS_LOOKUPS,
-        max_time: float = MAX_TIME,
+        max_time: float | None = None,
         ipv6: bool = False,
         query_loopback: bool = False,
         infra: InfraCache | None = None,
@@ -339,7 +350,7 @@ class Iterator:
         self.max_chain = max_chain
         self.max_ns_per_zone = max_ns_per_zone
         self.max_ns_lookups = max_ns_lookups
-        self.max_time = max_time
+        self.max_time = max_time if max_time is not None else max(MAX_TIME, 4 * timeout)
         self.ipv6 = ipv6
         self.query_loopback = query_loopback
         self.infra = infra if infra is not None else InfraCache(reactor)
@@ -424,7 +435,7 @@ class Iterator:
                     )
                 ]
                 if found:
-                    if qtype == dns.rdatatype.CNAME:
+                    if qtype in (dns.rdatatype.CNAME, dns.rdatatype.ANY):
                         # a CNAME the server made from a DNAME comes with it
                         found = [
                             r for r in reply.answer
@@ -700,6 +711,14 @@ class Iterator:
             for address in addresses:
                 if address not in found:
                     found.append(address)
+        if delegation.zone == dns.name.root and not found:
+            # the root servers priming named are all unusable here: the
+            # hints are the operator's word
+            for name in sorted(self.hints.names):
+                found += [
+                    a for a in self.hints.addresses_of(name)
+                    if (self.ipv6 or ":" not in a) and a not in found
+                ]
         return found
 
     def _usable(self, addresses: list[str]) -> list[str]:
@@ -775,7 +794,6 @@ class Iterator:
                 continue
             address = self._choose(zone, candidates)
             tried.add(address)
-            self.infra.probing(address)
             try:
                 reply = await self.servers.ask(address, qname, qtype, do, cd, budget.spend)
             except Timeout:
@@ -789,7 +807,9 @@ class Iterator:
                 self.log.info("{address} failed: {error}", address=address, error=e)
                 continue
             answered = True
-            if reply.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN):
+            if reply.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and not overflows(
+                reply, qname
+            ):
                 budget.failures.add("refused")
                 self.log.info(
                     "{address} answered {rcode} for {qname}", address=address,

@@ -190,13 +190,15 @@ class NameServerQueries:
         started = self.reactor.seconds()
         try:
             reply = await self._udp(address, query)
-            if reply.flags & dns.flags.TC:
-                spend()
-                reply = await self._tcp(address, query)
         except Timeout:
             self.infra.timed_out(address, self.timeout)
             raise
         self.infra.answered(address, self.reactor.seconds() - started)
+        if reply.flags & dns.flags.TC:
+            # a server that answered over UDP is not silent: a TCP failure
+            # fails this query only
+            spend()
+            reply = await self._tcp(address, query)
         return reply
 
     async def _within(self, waiting: Deferred[dns.message.Message]) -> dns.message.Message:
@@ -221,6 +223,7 @@ class NameServerQueries:
 
     async def _udp(self, address: str, query: dns.message.Message) -> dns.message.Message:
         self._room()
+        self.infra.probing(address)
         exchange = _UDPExchange(query, Upstream(address, self.port))
         port = ConnectedUDP(self.reactor, exchange, address, self.port)
         self._open.add(port)

@@ -9,6 +9,7 @@ infrastructure cache are checked in memory.
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import Iterator as Iterating
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ from dnstls.iterate import (
     classify,
     local_address,
     minimised,
+    overflows,
 )
 from dnstls.nsquery import Busy, NameServerQueries
 from dnstls.roothints import default_root_hints_path, load_root_hints, parse_root_hints
@@ -209,13 +211,41 @@ async def test_dname(fresh: Tree) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_cname_question_below_a_dname(fresh: Tree) -> None:
-    """Asked for the CNAME below a DNAME, the client gets the DNAME with the CNAME made from it."""
-    answer = await resolve(iterator(fresh), "www.old.dname.test.", dns.rdatatype.CNAME)
+@pytest.mark.parametrize("rdtype", [dns.rdatatype.CNAME, dns.rdatatype.ANY], ids=["CNAME", "ANY"])
+async def test_cname_or_any_question_below_a_dname(fresh: Tree, rdtype: int) -> None:
+    """Asked for the CNAME (or ANY) below a DNAME, the client gets the DNAME with the CNAME made from it."""
+    answer = await resolve(iterator(fresh), "www.old.dname.test.", rdtype)
     assert texts(answer.answer) == [
         "old.dname.test. DNAME leaf.test.",
         "www.old.dname.test. CNAME www.leaf.test.",
     ]
+
+
+def test_yxdomain_only_with_an_overflowing_dname() -> None:
+    """YXDOMAIN is an answer only with a DNAME on the chain from the name; without one it is a failure."""
+    long_target = ".".join(c * 63 for c in "xyz") + ".test."
+    qname = dns.name.from_text("a" * 60 + ".alias.test.")
+    zone = dns.name.from_text("test.")
+
+    def reply(*records: str) -> dns.message.Message:
+        message = dns.message.make_response(dns.message.make_query(qname, A))
+        message.flags |= dns.flags.AA
+        message.set_rcode(dns.rcode.YXDOMAIN)
+        for record in records:
+            name, ttl, rdtype, target = record.split()
+            message.answer.append(dns.rrset.from_text(name, int(ttl), "IN", rdtype, target))
+        return message
+
+    direct = reply(f"alias.test. 300 DNAME {long_target}")
+    assert overflows(direct, qname) and classify(direct, zone, qname) == "answer"
+    # through a CNAME to a name below the DNAME
+    other = dns.name.from_text("a" * 60 + ".other.test.")
+    chained = reply(f"{other} 300 CNAME {'a' * 60}.long.test.", f"long.test. 300 DNAME {long_target}")
+    assert overflows(chained, other) and classify(chained, zone, other) == "answer"
+    bogus = reply()
+    assert not overflows(bogus, qname) and classify(bogus, zone, qname) is None
+    elsewhere = reply(f"unrelated.test. 300 DNAME {long_target}")
+    assert not overflows(elsewhere, qname)
 
 
 @pytest_twisted.ensureDeferred
@@ -895,6 +925,26 @@ async def test_question_out_of_time(fresh: Tree) -> None:
 def test_local_addresses(address: str, local: bool) -> None:
     """Loopback, unspecified, multicast, broadcast and reserved addresses are this host's or none's."""
     assert local_address(address) is local
+
+
+@pytest_twisted.ensureDeferred
+async def test_hints_used_when_primed_root_servers_are_loopback() -> None:
+    """Root servers learnt by priming at loopback addresses give way to the hints' address, not to nothing."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(2)
+    try:
+        hints = parse_root_hints(". NS lab-root.\nlab-root. A 127.0.0.1\n")
+        resolver = Iterator(hints, reactor, timeout=0.2, port=listener.getsockname()[1])
+        # what priming would have learnt: the root's NS set, its server on loopback
+        resolver.infra.put(dns.rrset.from_text(".", 86400, "IN", "NS", "ns.root."), Rank.AUTHORITATIVE)
+        resolver.infra.put(rrset("ns.root.", 86400, "127.0.0.1"), Rank.ADDITIONAL)
+        error = await failure_of(resolve(resolver, "www.example."))
+        assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
+        query = dns.message.from_wire(listener.recv(65535))
+        assert query.question[0].name == dns.name.from_text("example.")
+    finally:
+        listener.close()
 
 
 @pytest_twisted.ensureDeferred
