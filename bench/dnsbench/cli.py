@@ -18,7 +18,8 @@ What it does (issue 7):
   * throughput: dnsperf in udp, tcp and dot modes (dot only for servers that
     speak it): queries/s, mean latency, and p50/p99 latency from a second,
     shorter run with dnsperf -v (per-query latencies);
-  * new DoT handshakes per second: dnsperf -m dot -O num-queries-per-conn=1;
+  * new DoT handshakes per second: dnsperf -m dot -O num-queries-per-conn=1,
+    three runs per server taking turns, the median reported;
   * resident memory per idle DoT connection: fresh instances of dnstls and
     Unbound, RSS (/proc/PID/status) before and after bench/idle_dot.py opens
     N connections (handshake, one query, then idle);
@@ -81,6 +82,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="dnsperf -c and -q for the handshake runs (default 8; dnsperf 2.10 gets slower, "
         "not faster, with more: its own connection handling bounds the rate)",
     )
+    p.add_argument(
+        "--handshake-rounds",
+        type=int,
+        help="handshake runs per server, the servers taking turns; the median run is reported "
+        "(default 3; 1 with --quick): one run's rate swings by a factor of two with dnsperf's "
+        "connection handling",
+    )
     p.add_argument("--outstanding", type=int, default=64, help="dnsperf -q (default 64)")
     p.add_argument(
         "--idle-conns",
@@ -121,6 +129,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.seconds = args.seconds or (3 if args.quick else 10)
     args.latency_seconds = args.latency_seconds or (2 if args.quick else 3)
     args.idle_conns = args.idle_conns or (2000 if args.quick else 10000)
+    args.handshake_rounds = args.handshake_rounds or (1 if args.quick else 3)
     args.peers = [x for x in args.peers.split(",") if x]
     args.only = [x for x in args.only.split(",") if x]
     for x in args.peers:

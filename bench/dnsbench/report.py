@@ -94,13 +94,20 @@ def write_report(r: Results, args: argparse.Namespace, path: Path) -> None:
                 )
         w("")
     if r.handshakes:
+        rounds = getattr(args, "handshake_rounds", 1) or 1
         w("## New DoT handshakes per second")
         w("")
         w(
             f"dnsperf `-m dot -O num-queries-per-conn=1 -c {args.handshake_clients} "
             f"-q {args.handshake_clients} "
             f"-l {args.seconds}`: every query on a new TLS connection (full handshake, dnsperf "
-            "does not resume sessions), so queries/s = handshakes/s. With few connections the "
+            "does not resume sessions), so queries/s = handshakes/s. "
+            + (
+                f"Each server ran {rounds} times, the servers taking turns; the table shows the "
+                "run of median rate, and the rates of all runs follow it. "
+                if rounds > 1 else ""
+            )
+            + "With few connections the "
             "rate can be bound by round trips and TCP delayed ACKs rather than by the server's CPU "
             "(server CPU % well below 100), or by dnsperf itself (it spends milliseconds of CPU on "
             "each new TLS connection): handshakes per server CPU-second is then the fairer "
@@ -133,6 +140,10 @@ def write_report(r: Results, args: argparse.Namespace, path: Path) -> None:
                 f"{p.lost_pct:.2f} | {p.load} |"
             )
         w("")
+        if rounds > 1 and r.handshake_rates:
+            for server, rates in r.handshake_rates.items():
+                w(f"- {r.labels[server]}, every run in turn: " + ", ".join(f"{q:,.0f}" for q in rates))
+            w("")
     if r.memory:
         w("## Memory per idle DoT connection")
         w("")

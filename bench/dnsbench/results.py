@@ -24,6 +24,8 @@ class Results:
     throughput: dict[tuple[str, str], Perf] = field(default_factory=dict)
     latency: dict[tuple[str, str], Perf] = field(default_factory=dict)
     handshakes: dict[str, Perf] = field(default_factory=dict)
+    #: the rate of every handshake run, by server (the median run is in handshakes)
+    handshake_rates: dict[str, list[float]] = field(default_factory=dict)
     memory: dict[str, Memory] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
@@ -40,6 +42,7 @@ REPORT_ARGS = (
     "clients",
     "outstanding",
     "handshake_clients",
+    "handshake_rounds",
     "idle_conns",
     "pin",
     "server_cpu",
@@ -71,6 +74,7 @@ def jsonable(r: Results, args: argparse.Namespace) -> dict[str, Any]:
         "throughput": table(r.throughput),
         "latency": table(r.latency),
         "handshakes": table(r.handshakes),
+        "handshake_rates": r.handshake_rates,
         "memory": {k: {**vars(v), "per_conn_kb": v.per_conn_kb} for k, v in r.memory.items()},
     }
 
@@ -95,6 +99,7 @@ def from_json(data: dict[str, Any]) -> Results:
         throughput=table(data["throughput"]),
         latency=table(data["latency"]),
         handshakes=table(data["handshakes"]),
+        handshake_rates=data.get("handshake_rates", {}),
         memory=memory,
         failures=data["failures"],
         versions=data["versions"],
