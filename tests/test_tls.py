@@ -154,6 +154,7 @@ class Pair:
     client_transport: TLSMemoryBIOProtocol
     server_transport: TLSMemoryBIOProtocol
     pump: IOPump
+    clock: Clock
 
     @property
     def ok(self) -> bool:
@@ -252,6 +253,7 @@ def connect(
         client_transport,
         server_transport,
         pump,
+        clock,
     )
 
 
@@ -870,3 +872,66 @@ def test_dot_port_good_record_then_tampered_one(policy: TLSPolicy, certs: Certs)
     assert pair.client.data == b""
     assert pair.client.lost is not None
     assert "alert" in str(pair.client.lost.value)
+
+
+def _has_ticket(pair: Pair, policy: TLSPolicy, client: TLSClient) -> bool:
+    """Whether a TLS 1.3 ticket reached the client: its session resumes a second connection."""
+    again = connect(policy, client, session=pair.client_tls.get_session(), dot_port=True)
+    return again.ok and again.resumed
+
+
+def _server_writes(pair: Pair) -> list[bytes]:
+    """Record what the DoT port's TLS layer writes to the network from now on, write by write."""
+    writes: list[bytes] = []
+    network = pair.server_transport.transport
+    assert network is not None
+    original = network.write
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        original(data)
+
+    network.write = write  # type: ignore[method-assign]
+    return writes
+
+
+def test_dot_port_tls13_tickets_go_with_the_first_answer(policy: TLSPolicy, certs: Certs) -> None:
+    """TLS 1.3 tickets wait after the handshake and leave in one write with the first answer."""
+    client = TLSClient(certs.ca)
+    pair = connect(policy, client, dot_port=True)
+    assert pair.ok and pair.version == "TLSv1.3"
+    assert not _has_ticket(pair, policy, client)
+    server = pair.server
+    assert server is not None
+    recorded = server.dataReceived
+
+    def answer(data: bytes) -> None:  # as the DNS protocol: the answer written on reading
+        recorded(data)
+        server.transport.write(b"answer")
+
+    server.dataReceived = answer  # type: ignore[method-assign]
+    writes = _server_writes(pair)
+    pair.client_transport.write(b"query")
+    pair.pump.flush()
+    assert pair.client.data == b"answer"
+    assert len(writes) == 1
+    assert _has_ticket(pair, policy, client)
+    assert pair.clock.getDelayedCalls() == []
+
+
+def test_dot_port_tls13_tickets_go_with_the_next_read(policy: TLSPolicy, certs: Certs) -> None:
+    """Whatever the client sends next releases the held tickets, answered or not."""
+    client = TLSClient(certs.ca)
+    pair = connect(policy, client, dot_port=True)
+    writes = _server_writes(pair)
+    pair.client_transport.write(b"partial")
+    pair.pump.flush()
+    assert len(writes) == 1
+    assert _has_ticket(pair, policy, client)
+
+
+def test_dot_port_tls12_last_flight_not_held(policy: TLSPolicy, certs: Certs) -> None:
+    """A TLS 1.2 handshake ends without waiting: the server's last flight is sent at once."""
+    pair = connect(policy, TLSClient(certs.ca, max_version=SSL.TLS1_2_VERSION), dot_port=True)
+    assert pair.ok and pair.version == "TLSv1.2"
+    pair.exchange()
