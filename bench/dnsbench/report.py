@@ -111,13 +111,15 @@ def write_report(r: Results, args: argparse.Namespace, path: Path) -> None:
             "rate can be bound by round trips and TCP delayed ACKs rather than by the server's CPU "
             "(server CPU % well below 100), or by dnsperf itself (it spends milliseconds of CPU on "
             "each new TLS connection): handshakes per server CPU-second is then the fairer "
-            "measure of the cost. A packet capture of dnsperf 2.10 against dnstls showed one more "
-            "bound: on about a fifth of the connections, an answer that arrives within a "
-            "millisecond behind the server's session tickets sits about 100 ms in dnsperf before "
-            "it closes the connection, and so holds one of its few connection slots; Unbound, "
-            "whose answer waits for the client's delayed ACK (Nagle's algorithm on), does not "
-            "meet it, dnstls (TCP_NODELAY) does. The rate of a server that answers faster can "
-            "thus come out lower."
+            "measure of the cost, though it also depends on how the load arrives: connections "
+            "that come in bursts are handled several to a turn of the server's event loop, spread "
+            "evenly each takes its own. A packet capture of dnsperf 2.10 showed one more bound: "
+            "on about a fifth of the connections, an answer that arrives within a millisecond "
+            "behind the server's TLS 1.3 session tickets sits about 100 ms in dnsperf before it "
+            "closes the connection, and so holds one of its few connection slots. dnstls sends "
+            "its tickets in the segment of the first answer, which avoids it; Unbound's answer "
+            "waits for the client's delayed ACK (Nagle's algorithm on) and does not meet it; "
+            "dnsdist does (a mean well above Unbound's 42 ms is the sign)."
         )
         w("")
         w(
