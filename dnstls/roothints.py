@@ -5,7 +5,9 @@ resolver starts from (C{--root-hints FILE}; IANA's C{named.root}, shipped as
 C{dnstls/root.hints}, by default).
 
 The file is master-file text: NS records at the root, and an A or AAAA
-record for each of their names.  Nothing is sent anywhere when it is
+record for each of their names, with or without the class column (IANA's
+C{named.root} has none; C{dig . NS} output and Unbound's and BIND's hint
+files write C{IN}).  Nothing is sent anywhere when it is
 loaded; the hints are only used when a client asks a question: the
 iterator then primes from them (RFC 8109, L{dnstls.iterate}), and uses
 them as they are only while priming fails.
@@ -20,7 +22,6 @@ from pathlib import Path
 
 import dns.exception
 import dns.name
-import dns.rdataclass
 import dns.rdatatype
 import dns.zonefile
 
@@ -64,16 +65,17 @@ def parse_root_hints(text: str, source: str = "<root hints>") -> RootHints:
         root's NS or an address, or a name server without an address.
     """
     try:
+        # rdclass=None: a class column may be written, and must then be IN
         rrsets = dns.zonefile.read_rrsets(
-            text, origin=dns.name.root, relativize=False, default_ttl=3600000
+            text, origin=dns.name.root, relativize=False, default_ttl=3600000, rdclass=None
         )
     except (dns.exception.DNSException, ValueError) as e:
-        raise ValueError(f"{source}: not a root hints file: {' '.join(str(e).split())}") from None
+        detail = " ".join(str(e).split()).replace("<input>:", "line ", 1)
+        detail = detail.replace("RR class is not zone's class", "class is not IN")
+        raise ValueError(f"{source}: not a root hints file: {detail}") from None
     names: list[dns.name.Name] = []
     addresses: dict[dns.name.Name, list[str]] = {}
     for rrset in rrsets:
-        if rrset.rdclass != dns.rdataclass.IN:
-            raise ValueError(f"{source}: {rrset.name} has class {rrset.rdclass.name}, not IN")
         if rrset.rdtype == dns.rdatatype.NS and rrset.name == dns.name.root:
             names.extend(r.target for r in rrset if r.target not in names)
         elif rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):

@@ -12,7 +12,6 @@ import random
 import socket
 from collections.abc import Iterator as Iterating
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import dns.edns
@@ -46,7 +45,7 @@ from dnstls.iterate import (
     overflows,
 )
 from dnstls.nsquery import Busy, NameServerQueries
-from dnstls.roothints import default_root_hints_path, load_root_hints, parse_root_hints
+from dnstls.roothints import load_root_hints, parse_root_hints
 from tests import dnstree
 from tests.dnstree import Tree, running_tree
 from tests.support import require_tool
@@ -729,50 +728,6 @@ async def test_closed_resolver_fails(fresh: Tree) -> None:
     error = await failure_of(resolve(resolver, "www.leaf.test."))
     assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
     assert fresh.queries(".") == []
-
-
-# -- root hints ------------------------------------------------------------
-
-
-def test_shipped_root_hints() -> None:
-    """The shipped IANA file gives the 13 root servers, each with IPv4 and IPv6 addresses."""
-    hints = load_root_hints()
-    assert default_root_hints_path().name == "root.hints"
-    assert len(hints.names) == 13
-    a = hints.addresses_of(dns.name.from_text("a.root-servers.net."))
-    assert "198.41.0.4" in a and any(":" in address for address in a)
-
-
-@pytest.mark.parametrize(
-    ("text", "reason"),
-    [
-        ("this is not ( a zone", "not a root hints file"),
-        ("a.root. 3600 A 192.0.2.1\n", "no NS records"),
-        (". 3600 NS a.root.\n", "no address for the root server a.root."),
-        (". 3600 NS a.root.\na.root. 3600 A 192.0.2.1\nx. 3600 MX 1 a.\n", "does not belong"),
-    ],
-)
-def test_bad_root_hints(tmp_path: Path, text: str, reason: str) -> None:
-    """A bad root hints file is one line of ValueError naming the file and the fault."""
-    path = tmp_path / "hints"
-    path.write_text(text)
-    with pytest.raises(ValueError) as raised:
-        load_root_hints(path)
-    message = str(raised.value)
-    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
-
-
-def test_missing_root_hints(tmp_path: Path) -> None:
-    """A root hints file that cannot be read is a ValueError naming it."""
-    with pytest.raises(ValueError, match="cannot read root hints"):
-        load_root_hints(tmp_path / "absent")
-
-
-def test_root_hints_text() -> None:
-    """Hints parse from text, addresses kept in the file's order."""
-    hints = parse_root_hints(". 1 NS b.x.\n. 1 NS a.x.\na.x. 1 A 192.0.2.1\nb.x. 1 AAAA 2001:db8::1\n")
-    assert [n.to_text() for n in hints.names] == ["b.x.", "a.x."]
-    assert hints.addresses_of(dns.name.from_text("b.x.")) == ("2001:db8::1",)
 
 
 # -- the infrastructure cache --------------------------------------------

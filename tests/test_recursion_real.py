@@ -27,7 +27,7 @@ from dnstls.iterate import Iterator
 from dnstls.roothints import default_root_hints_path, load_root_hints
 from dnstls.tap import Options, answer_source
 from tests.certs import make_ca, make_leaf
-from tests.dnstree import PRIMED_ROOT, Tree, running_tree
+from tests.dnstree import PRIMED_ROOT, ROOT_ADDRESS, Tree, running_tree
 from tests.support import LOCAL_ZONE, DnstlsProcess, require_tool, run_dnstls
 
 TIMEOUT = 10.0
@@ -226,6 +226,28 @@ def test_server_primes_on_the_first_question(tree: Tree, tmp_path: Path) -> None
         roots = tree.queries(".") + tree.queries(PRIMED_ROOT)
         assert tree.queries(".")[0] == (".", "NS", "udp")
         assert roots.count((".", "NS", "udp")) == 1
+    finally:
+        process.stop()
+
+
+def test_hints_made_by_dig(tree: Tree, tmp_path: Path) -> None:
+    """Root hints saved from C{dig . NS} at the tree's root (class column, comments) load and serve."""
+    dig = require_tool("dig")
+    made = subprocess.run(
+        [dig, "+norec", "+time=2", "+tries=1", f"@{ROOT_ADDRESS}", ".", "NS"],
+        capture_output=True, text=True, timeout=10, check=True,
+    ).stdout
+    assert "\tIN\tNS\t" in made and "\tIN\tA\t" in made
+    hints = tmp_path / "dig.hints"
+    hints.write_text(made)
+    process = DnstlsProcess([
+        "--zones", str(tmp_path), "--listen", "127.0.0.1:0",
+        "--root-hints", str(hints), "--query-loopback", "--upstream-timeout", "0.5",
+    ])
+    try:
+        host, port = process.address("udp")
+        output = kdig(f"@{host}", "-p", str(port), "www.other.test.")
+        assert answer_lines(output) == ["www.other.test. IN A 192.0.2.81"]
     finally:
         process.stop()
 
