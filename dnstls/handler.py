@@ -359,15 +359,21 @@ class Handler:
         and an OPT when the query had one (RFC 6891 section 7), with the
         query's DO bit copied (RFC 3225 section 3), keepalive and padding
         when the OPT can be read, and C{ede} as an Extended DNS Error.
+
+        RD is copied (RFC 1035 section 4.1.1); CD and RA mean something for
+        QUERY only (RFC 4035 section 3.2.2), so a reply to any other opcode
+        has neither, as Knot's and NSD's do.
         """
         try:
             question = dns.message.from_wire(wire, question_only=True).question
         except Exception:
             question = []
         response = dns.message.Message(id=header.id)
-        response.flags = dns.flags.QR | (header.flags & (dns.flags.RD | dns.flags.CD))
-        if self.may_recurse(context):
-            response.flags |= dns.flags.RA
+        response.flags = dns.flags.QR | (header.flags & dns.flags.RD)
+        if header.opcode == dns.opcode.QUERY:
+            response.flags |= header.flags & dns.flags.CD
+            if self.may_recurse(context):
+                response.flags |= dns.flags.RA
         response.set_opcode(dns.opcode.Opcode(header.opcode))
         if len(question) == 1:
             response.question = question

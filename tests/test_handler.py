@@ -236,6 +236,46 @@ def test_unknown_opcode_notimp(handler: Handler, opcode: int) -> None:
     assert reply.opcode() == opcode
 
 
+#: Every header flag a query can carry (QR would make it a response).
+ALL_QUERY_FLAGS = (
+    dns.flags.AA | dns.flags.TC | dns.flags.RD | dns.flags.RA | dns.flags.AD | dns.flags.CD | 0x0040
+)
+#: The header's flag bits, without the opcode and RCODE beside them.
+FLAG_BITS = dns.flags.QR | ALL_QUERY_FLAGS
+
+
+@pytest.mark.parametrize("edns", [-1, 0])
+@pytest.mark.parametrize("opcode", [dns.opcode.NOTIFY, dns.opcode.UPDATE, 15])
+def test_other_opcode_copies_rd_only(opcode: int, edns: int) -> None:
+    """
+    A query of another opcode with every header flag set (ISC's EDNS
+    compliance test C{opcodeflg}) gets NOTIMP with RD copied and no other
+    flag but QR, even for a client that may recurse.
+    """
+    handler = Handler(
+        load_store(ZONES, []),
+        recursion=Recursion(AccessList(DEFAULT_ALLOW), Cache(Clock()), RecordingSource()),
+    )
+    query = dns.message.make_query("corner.test.", "SOA", use_edns=edns)
+    query.set_opcode(opcode)
+    query.flags |= ALL_QUERY_FLAGS
+    reply = ask(handler, query)
+    assert reply.rcode() == dns.rcode.NOTIMP and reply.opcode() == opcode
+    assert reply.flags & FLAG_BITS == dns.flags.QR | dns.flags.RD
+
+
+def test_query_error_copies_rd_and_cd() -> None:
+    """A QUERY answered with an error (FORMERR) still copies RD and CD and sets RA for a recursion client."""
+    handler = Handler(
+        load_store(ZONES, []),
+        recursion=Recursion(AccessList(DEFAULT_ALLOW), Cache(Clock()), RecordingSource()),
+    )
+    query = dns.message.make_query("corner.test.", "SOA", flags=dns.flags.RD | dns.flags.CD)
+    reply = ask(handler, query.to_wire() + b"junk")
+    assert reply.rcode() == dns.rcode.FORMERR
+    assert reply.flags & FLAG_BITS == dns.flags.QR | dns.flags.RD | dns.flags.CD | dns.flags.RA
+
+
 def test_outside_our_zones_refused(handler: Handler) -> None:
     """A name in no zone of ours gets REFUSED without AA or RA."""
     reply = ask(handler, dns.message.make_query("www.example.com.", "A"))

@@ -613,6 +613,24 @@ def test_notimp_copies_do(servers: Servers) -> None:
     assert reply.ednsflags & dns.flags.DO
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("variant", ["no-edns", "do"])
+def test_opcode_15_with_every_flag(servers: Servers, transport: str, variant: str) -> None:
+    """
+    Opcode 15 with every header flag set (ISC's EDNS compliance test
+    C{opcodeflg}) gets the same reply as from Knot DNS: NOTIMP with RD
+    copied and CD, AA, AD and RA clear.
+    """
+    wire = bytearray(make_query("www.corner.test. A", variant).to_wire())
+    wire[2] = 15 << 3 | 0x07
+    wire[3] = 0xF0
+    ours, knots = servers.ask_both(bytes(wire), transport)
+    assert shape(ours) == shape(knots)
+    reply = dns.message.from_wire(ours)
+    assert reply.rcode() == dns.rcode.NOTIMP
+    assert reply.flags & 0xFFF0 == dns.flags.QR | dns.flags.RD | 15 << 11
+
+
 # -- query case ----------------------------------------------------------------
 
 
