@@ -360,18 +360,20 @@ class Handler:
         query's DO bit copied (RFC 3225 section 3), keepalive and padding
         when the OPT can be read, and C{ede} as an Extended DNS Error.
 
-        RD is copied (RFC 1035 section 4.1.1); CD and RA mean something for
-        QUERY only (RFC 4035 section 3.2.2), so a reply to any other opcode
-        has neither, as Knot's and NSD's do.
+        RD and CD are copied, and RA set for a client that may recurse, for
+        QUERY only: they are QUERY's bits (RFC 1035 section 4.1.1, RFC 4035
+        section 3.2.2; UPDATE calls them Z, RFC 2136 section 2.2), so a reply
+        to any other opcode has none of them, as NSD's has and as ISC's EDNS
+        compliance test (C{opcodeflg}) wants.
         """
         try:
             question = dns.message.from_wire(wire, question_only=True).question
         except Exception:
             question = []
         response = dns.message.Message(id=header.id)
-        response.flags = dns.flags.QR | (header.flags & dns.flags.RD)
+        response.flags = dns.flags.QR
         if header.opcode == dns.opcode.QUERY:
-            response.flags |= header.flags & dns.flags.CD
+            response.flags |= header.flags & (dns.flags.RD | dns.flags.CD)
             if self.may_recurse(context):
                 response.flags |= dns.flags.RA
         response.set_opcode(dns.opcode.Opcode(header.opcode))

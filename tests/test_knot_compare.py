@@ -603,11 +603,11 @@ def test_error_replies_copy_do(servers: Servers, transport: str, question: str) 
 
 
 def test_notimp_copies_do(servers: Servers) -> None:
-    """An unknown OPCODE gets NOTIMP with the question, OPT and DO, like Knot DNS."""
+    """An unknown OPCODE gets NOTIMP with the question, OPT and DO, like Knot DNS (RD aside: see below)."""
     wire = bytearray(make_query("www.corner.test. A", "do").to_wire())
     wire[2] = (wire[2] & 0x87) | (dns.opcode.STATUS << 3)
     ours, knots = servers.ask_both(bytes(wire), "udp")
-    assert shape(ours) == shape(knots)
+    assert shape(ours, skip=("flags",)) == shape(knots, skip=("flags",))
     reply = dns.message.from_wire(ours)
     assert reply.rcode() == dns.rcode.NOTIMP
     assert reply.ednsflags & dns.flags.DO
@@ -618,17 +618,16 @@ def test_notimp_copies_do(servers: Servers) -> None:
 def test_opcode_15_with_every_flag(servers: Servers, transport: str, variant: str) -> None:
     """
     Opcode 15 with every header flag set (ISC's EDNS compliance test
-    C{opcodeflg}) gets the same reply as from Knot DNS: NOTIMP with RD
-    copied and CD, AA, AD and RA clear.
+    C{opcodeflg}) gets Knot DNS's reply but for RD: both clear CD, AA, AD
+    and RA; Knot copies RD, dnstls (as NSD) does not, since RD is QUERY's.
     """
     wire = bytearray(make_query("www.corner.test. A", variant).to_wire())
     wire[2] = 15 << 3 | 0x07
     wire[3] = 0xF0
     ours, knots = servers.ask_both(bytes(wire), transport)
-    assert shape(ours) == shape(knots)
-    reply = dns.message.from_wire(ours)
-    assert reply.rcode() == dns.rcode.NOTIMP
-    assert reply.flags & 0xFFF0 == dns.flags.QR | dns.flags.RD | 15 << 11
+    assert shape(knots)["flags"] == "QR RD" and shape(ours)["flags"] == "QR"
+    assert shape(ours, skip=("flags",)) == shape(knots, skip=("flags",))
+    assert dns.message.from_wire(ours).rcode() == dns.rcode.NOTIMP
 
 
 # -- query case ----------------------------------------------------------------
