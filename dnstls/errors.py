@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_zonefile -*-
+# -*- test-case-name: tests.zones.test_zonefile -*-
 """
 The exceptions dnstls raises; every one derives from L{DNSTLSError}.
 """

@@ -13,7 +13,7 @@ L{QueryContext} and sends back what it returns, if anything:
     FORMERR;
   - a TSIG we have no key for: NOTAUTH;
   - EDNS version above 0: BADVERS;
-  - a name outside our zones: resolved (forwarded, see L{dnstls.forward},
+  - a name outside our zones: resolved (forwarded, see L{dnstls.resolver.forward},
     or iterated) when the client may recurse, else REFUSED; SERVFAIL with
     an Extended DNS Error when no upstream answers; with RD=0 only from the
     cache, and REFUSED with EDE 20 (Not Authoritative) when it is not there;
@@ -46,14 +46,14 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dnstls.authority import LookupResult, Outcome, ZoneStore
-from dnstls.cache import Answer
 from dnstls.chaos import Chaos
-from dnstls.forward import ForwardError, Recursion
-from dnstls.querylog import TLSInfo
 from dnstls.render import render
-from dnstls.upgrade import PROBE_NAME, TO, UNWILLING, WILLING, is_probe
+from dnstls.resolver.cache import Answer
+from dnstls.resolver.forward import ForwardError, Recursion
+from dnstls.testing.querylog import TLSInfo
+from dnstls.transport.upgrade import PROBE_NAME, TO, UNWILLING, WILLING, is_probe
 from dnstls.wire import QR, Header, has_opt, parse_header
+from dnstls.zones.authority import LookupResult, Outcome, ZoneStore
 
 #: The EDNS UDP payload size we advertise and never exceed (DNS flag day 2020).
 UDP_PAYLOAD = 1232
@@ -106,7 +106,7 @@ class QueryContext:
         asks the client to close.  C{None} sends no keepalive.
     @ivar upgrade: this is the first query of a TCP/53 connection that will
         be upgraded to TLS once the reply is sent: the reply carries TO=1
-        (see L{dnstls.upgrade}).
+        (see L{dnstls.transport.upgrade}).
     @ivar upgraded: the connection was upgraded from TCP/53 to TLS.
     @ivar padding: whether a TLS reply may be padded (a test fault turns it
         off).

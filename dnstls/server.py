@@ -25,13 +25,13 @@ from twisted.application.service import MultiService
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from dnstls.authority import AuthoritativeZone, ZoneStore
 from dnstls.certs import Credential, default_credential, load_credential
 from dnstls.errors import StartupError
 from dnstls.handler import Handler
-from dnstls.listen import ListeningService
-from dnstls.tls import TLSPolicy
-from dnstls.zonefile import load_zone, refuse_signed, zone_files
+from dnstls.transport.listen import ListeningService
+from dnstls.transport.tls import TLSPolicy
+from dnstls.zones.authority import AuthoritativeZone, ZoneStore
+from dnstls.zones.zonefile import load_zone, refuse_signed, zone_files
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,20 @@ from typing import Any
 from twisted.python import usage
 
 from dnstls.acl import DEFAULT_ALLOW, AccessList, parse_network
-from dnstls.authority import ZoneStore
-from dnstls.cache import DEFAULT_MAX_TTL, DEFAULT_SIZE, Cache
 from dnstls.chaos import Chaos
-from dnstls.control import ControlFactory
 from dnstls.errors import StartupError
-from dnstls.fastpath import FastAnswerer
-from dnstls.faults import FaultInjector, Faults
-from dnstls.forward import DEFAULT_TIMEOUT, Forwarder, Recursion, Source, parse_upstream
-from dnstls.forward_tls import TLSUpstream, load_trust_root, parse_pin, parse_tls_upstream
 from dnstls.handler import Answerer, Handler, Transport
-from dnstls.iterate import Iterator
-from dnstls.listen import (
+from dnstls.resolver.cache import DEFAULT_MAX_TTL, DEFAULT_SIZE, Cache
+from dnstls.resolver.forward import DEFAULT_TIMEOUT, Forwarder, Recursion, Source, parse_upstream
+from dnstls.resolver.forward_tls import TLSUpstream, load_trust_root, parse_pin, parse_tls_upstream
+from dnstls.resolver.iterate import Iterator
+from dnstls.resolver.roothints import load_root_hints
+from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
+from dnstls.testing.control import ControlFactory
+from dnstls.testing.faults import FaultInjector, Faults
+from dnstls.testing.querylog import QueryLog
+from dnstls.transport.fastpath import FastAnswerer
+from dnstls.transport.listen import (
     Address,
     ListeningService,
     bind_stream,
@@ -41,7 +43,7 @@ from dnstls.listen import (
     family_available,
     parse_address,
 )
-from dnstls.protocol import (
+from dnstls.transport.protocol import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_PER_CLIENT,
@@ -51,12 +53,10 @@ from dnstls.protocol import (
     DNSStreamFactory,
     Upgrade,
 )
-from dnstls.querylog import QueryLog
-from dnstls.roothints import load_root_hints
-from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
-from dnstls.tls import TLSPolicy, TLSServerFactory
-from dnstls.upgrade import UpgradePolicy
-from dnstls.workers import InheritedSockets, WorkersService, die_with_parent, supervise
+from dnstls.transport.tls import TLSPolicy, TLSServerFactory
+from dnstls.transport.upgrade import UpgradePolicy
+from dnstls.transport.workers import InheritedSockets, WorkersService, die_with_parent, supervise
+from dnstls.zones.authority import ZoneStore
 
 DEFAULT_LISTEN = ("0.0.0.0:53", "[::]:53")
 DEFAULT_LISTEN_TLS = ("0.0.0.0:853", "[::]:853")
@@ -451,7 +451,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
     """
     Build the server the options describe, with its sockets already bound;
     with C{--workers} above 1, the supervisor of the worker processes
-    (L{dnstls.workers}), the configuration checked first.
+    (L{dnstls.transport.workers}), the configuration checked first.
 
     @param reactor: the reactor to serve on; the global one by default.
     @raise StartupError: if a zone, a certificate or an address is unusable.

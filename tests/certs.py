@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from dnstls.testcerts import (
+from dnstls.testing.certs import (
     PrivateKey,
     ca_certificate,
     key_pem,

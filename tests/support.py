@@ -23,7 +23,7 @@ import dns.message
 import dns.query
 import pytest
 
-from dnstls.testprocess import DnstlsChild, LoggedProcess, chooses_recursion, twistd_dnstls
+from dnstls.testing.process import DnstlsChild, LoggedProcess, chooses_recursion, twistd_dnstls
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "tests" / "zones"

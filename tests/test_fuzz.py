@@ -33,10 +33,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 
-from dnstls.framing import FrameDecoder, frame
 from dnstls.handler import Handler, QueryContext, Transport
-from dnstls.protocol import DNSStreamFactory
 from dnstls.tap import load_store
+from dnstls.transport.framing import FrameDecoder, frame
+from dnstls.transport.protocol import DNSStreamFactory
 from dnstls.wire import has_opt
 from tests.support import ZONES, DnstlsProcess
 

@@ -23,10 +23,10 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
 from dnstls.acl import DEFAULT_ALLOW, AccessList
-from dnstls.cache import Answer, Cache
 from dnstls.chaos import Chaos
-from dnstls.forward import Recursion
 from dnstls.handler import Handler, QueryContext, Transport
+from dnstls.resolver.cache import Answer, Cache
+from dnstls.resolver.forward import Recursion
 from dnstls.tap import load_store
 from tests.support import ZONES
 

@@ -21,11 +21,11 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs, formatEvent
 
 from dnstls.errors import StartupError
-from dnstls.forward import Forwarder
-from dnstls.listen import Address
-from dnstls.protocol import DNSDatagramProtocol, DNSStreamFactory
+from dnstls.resolver.forward import Forwarder
 from dnstls.tap import Options, ServerService, answer_source, load_store, makeService
-from dnstls.zonefile import load_zone, zone_files
+from dnstls.transport.listen import Address
+from dnstls.transport.protocol import DNSDatagramProtocol, DNSStreamFactory
+from dnstls.zones.zonefile import load_zone, zone_files
 from tests.support import ROOT, ZONES, DnstlsProcess, free_port, run_dnstls
 
 ZONE = """\

@@ -1,0 +1,114 @@
+# -*- test-case-name: tests.transport.test_upgrade -*-
+"""
+The TO-bit upgrade of a TCP/53 connection to TLS, from
+draft-ietf-dprive-start-tls-for-dns-01.
+
+The bytes
+=========
+
+TO ("TLS OK") is the EDNS header flag right after DO: mask C{0x4000} of the
+16-bit EDNS flags, which sit in the low half of the OPT record's TTL.  A
+client asks for the upgrade with its first query on a new TCP/53
+connection, with RD=0; the recommended first query is the probe
+C{STARTTLS. CH TXT}.  On the wire, with ID 0x1234::
+
+    00 25                 length 37
+    12 34 00 00           ID, flags (QR=0, opcode QUERY, RD=0)
+    00 01 00 00 00 00 00 01   QDCOUNT 1, ARCOUNT 1
+    08 53 54 41 52 54 54 4c 53 00   "STARTTLS."
+    00 10 00 03           QTYPE TXT (16), QCLASS CH (3)
+    00 00 29 04 d0        OPT: root owner, type 41, payload 1232
+    00 00 40 00           extended RCODE 0, version 0, flags DO=0 TO=1
+    00 00                 no options
+
+The server answers that query in clear text with the ordinary length
+prefix, never padded.  To the probe it answers RCODE 0 and a TXT record
+C{"STARTTLS"} with TO=1 in its OPT when it upgrades, or C{"NO_TLS"} with
+TO=0 when it does not.  After a TO=1 reply the server's next bytes are its
+side of a TLS handshake; every clear-text byte the client sent after its
+first query is discarded, never answered.  After a TO=0 reply the
+connection stays clear text and TO is ignored from then on.  On UDP, TO in
+a query means nothing.
+
+Policies
+========
+
+  - C{probe} (the default): upgrade only when the first query is the probe
+    with TO=1.  RFC 9824 gave bit 0x4000 to CO (Compact Answers OK), so a
+    modern resolver's ordinary TCP query may carry it; no CO client sends
+    the probe.
+  - C{any}: upgrade on any first query with TO=1 (the draft read
+    literally); its normal answer carries TO=1.
+  - C{off}: never upgrade; every reply has TO=0.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rdataclass
+import dns.rdatatype
+
+#: The TO bit in the EDNS flags.
+TO = 0x4000
+#: The probe's name.
+PROBE_NAME = dns.name.from_text("STARTTLS.")
+#: The TXT answers to the probe.
+WILLING = "STARTTLS"
+UNWILLING = "NO_TLS"
+
+
+class UpgradePolicy(enum.Enum):
+    """
+    When a TCP/53 connection is upgraded to TLS.
+    """
+
+    OFF = "off"
+    PROBE = "probe"
+    ANY = "any"
+
+
+def is_probe(query: dns.message.Message) -> bool:
+    """
+    Whether C{query} asks C{STARTTLS. CH TXT}.
+    """
+    if len(query.question) != 1:
+        return False
+    question = query.question[0]
+    return (
+        question.name == PROBE_NAME
+        and question.rdclass == dns.rdataclass.CH
+        and question.rdtype == dns.rdatatype.TXT
+    )
+
+
+def asks_upgrade(query: dns.message.Message) -> bool:
+    """
+    Whether C{query} carries an EDNS version 0 OPT with TO set.
+    """
+    return query.edns == 0 and bool(query.ednsflags & TO)
+
+
+def should_upgrade(policy: UpgradePolicy, wire: bytes) -> bool:
+    """
+    Whether the first query C{wire} of a TCP/53 connection upgrades it under
+    C{policy}.  A message that does not parse as a single-question QUERY
+    (QR=0) with an OPT never does.
+    """
+    if policy is UpgradePolicy.OFF:
+        return False
+    try:
+        query = dns.message.from_wire(wire)
+    except Exception:
+        return False
+    if query.flags & dns.flags.QR or query.opcode() != dns.opcode.QUERY:
+        return False
+    if len(query.question) != 1:
+        return False
+    if not asks_upgrade(query):
+        return False
+    return policy is UpgradePolicy.ANY or is_probe(query)

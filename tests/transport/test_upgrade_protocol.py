@@ -1,0 +1,754 @@
+"""
+Tests for the TO-bit upgrade state machine of L{DNSStreamProtocol}, in
+memory but with real TLS: the server's transport starts TLS the way
+Twisted's TCP transport does (a L{TLSMemoryBIOProtocol} between the wire and
+the protocol, see C{twisted.internet._newtls.startTLS}), the client is the
+standard library's C{ssl.SSLObject} over memory BIOs, and time is a
+L{Clock}.
+"""
+
+from __future__ import annotations
+
+import ssl
+import struct
+from typing import Any
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+
+from dnstls.certs import generate_self_signed
+from dnstls.handler import RESPONSE_PADDING, Handler, QueryContext, Transport
+from dnstls.tap import load_store
+from dnstls.testing.faults import Faults
+from dnstls.transport.framing import frame
+from dnstls.transport.protocol import DNSStreamFactory, DNSStreamProtocol, Upgrade
+from dnstls.transport.tls import TLSPolicy, pem_certificate
+from dnstls.transport.upgrade import TO, UpgradePolicy
+from tests.support import ZONES
+
+NAME = "dns.example.test"
+PEER = IPv4Address("TCP", "192.0.2.7", 40000)
+TCP_IDLE = 10.0
+TLS_IDLE = 25.0
+HANDSHAKE = 5.0
+
+POLICIES = [UpgradePolicy.OFF, UpgradePolicy.PROBE, UpgradePolicy.ANY]
+
+
+@pytest.fixture(scope="module")
+def handler() -> Handler:
+    return Handler(load_store(ZONES, []))
+
+
+@pytest.fixture(scope="module")
+def tls_policy() -> TLSPolicy:
+    return TLSPolicy([generate_self_signed((NAME,))])
+
+
+class _Raw:
+    """
+    What the TLS layer writes to: the bare connection under it.
+    """
+
+    def __init__(self, end: ServerEnd) -> None:
+        self._end = end
+
+    def write(self, data: bytes) -> None:
+        self._end.put(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self._end.put(b"".join(data))
+
+    def loseConnection(self) -> None:
+        self._end.closing = True
+
+    def abortConnection(self) -> None:
+        self._end.abortConnection()
+
+    def getPeer(self) -> IPv4Address:
+        return PEER
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "192.0.2.53", 53)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        pass
+
+
+class ServerEnd:
+    """
+    The server's end of an in-memory TCP connection, with C{startTLS} as
+    Twisted's TCP transport has it: the protocol keeps this transport, its
+    writes go through TLS once started, and so do the bytes received.
+
+    @ivar wire: bytes written toward the client, not yet delivered.
+    @ivar tls_started_at: for each C{startTLS} call, how many bytes the
+        server had written before it.
+    """
+
+    disconnecting = False
+
+    def __init__(self, io_clock: Clock) -> None:
+        self.io_clock = io_clock
+        self.wire = bytearray()
+        self.written = 0
+        self.protocol: DNSStreamProtocol | None = None
+        self.tls: TLSMemoryBIOProtocol | None = None
+        self.tls_started_at: list[int] = []
+        self.closing = False
+        self.aborted = False
+        self.lost = False
+        self.no_delay: bool | None = None
+
+    def put(self, data: bytes) -> None:
+        if not self.lost and not self.aborted:
+            self.wire += data
+            self.written += len(data)
+
+    def write(self, data: bytes) -> None:
+        if self.tls is not None:
+            self.tls.write(data)
+        elif not self.closing:
+            self.put(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def startTLS(self, context: Any, normal: bool = True) -> None:
+        assert self.tls is None, "startTLS twice"
+        self.tls_started_at.append(self.written)
+        # the TLS layer sends small writes at the next reactor turn: on
+        # the I/O clock, which the client's pump turns
+        factory = TLSMemoryBIOFactory(context, False, None, clock=self.io_clock)
+        self.tls = factory.protocol(factory, self.protocol, False)
+        self.tls.makeConnection(_Raw(self))
+
+    def getHandle(self) -> Any:
+        return self.tls.getHandle() if self.tls is not None else None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
+
+    def getPeer(self) -> IPv4Address:
+        return PEER
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "192.0.2.53", 53)
+
+    def loseConnection(self) -> None:
+        if self.tls is not None:
+            self.tls.loseConnection()
+        else:
+            self.disconnecting = True
+            self.closing = True
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.disconnecting = True
+        self._lose(Failure(ConnectionAborted()))
+
+    def receive(self, data: bytes) -> None:
+        """
+        Bytes from the client, as one read.
+        """
+        if self.lost:
+            return
+        target: Any = self.tls if self.tls is not None else self.protocol
+        target.dataReceived(data)
+
+    def finish(self) -> None:
+        """
+        Complete a graceful close once everything written was delivered.
+        """
+        if self.closing and not self.wire:
+            self._lose(Failure(ConnectionDone()))
+
+    def _lose(self, reason: Failure) -> None:
+        if self.lost:
+            return
+        self.lost = True
+        self.disconnecting = True
+        target: Any = self.tls if self.tls is not None else self.protocol
+        target.connectionLost(reason)
+
+
+class Client:
+    """
+    A DNS client over an in-memory TCP connection to a L{DNSStreamProtocol},
+    which can start TLS with the standard library after the upgrade.
+
+    @ivar clear: clear-text bytes received and not yet read.
+    @ivar tls: the client's TLS object, once started.
+    """
+
+    def __init__(
+        self, handler: Any, tls_policy: TLSPolicy, policy: UpgradePolicy | None, clock: Clock,
+        faults: Faults | None = None,
+    ) -> None:
+        upgrade = Upgrade(policy, tls_policy, TLS_IDLE) if policy is not None else None
+        self.factory = DNSStreamFactory(
+            handler, clock, Transport.TCP, idle_timeout=TCP_IDLE,
+            handshake_timeout=HANDSHAKE, upgrade=upgrade, faults=faults,
+        )
+        self.tls_policy = tls_policy
+        self.clock = clock
+        self.io_clock = Clock()
+        self.end = ServerEnd(self.io_clock)
+        protocol = self.factory.buildProtocol(PEER)
+        assert protocol is not None
+        self.protocol = protocol
+        self.end.protocol = protocol
+        protocol.makeConnection(self.end)  # type: ignore[arg-type]
+        self.clear = bytearray()
+        self.tls: ssl.SSLObject | None = None
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.handshake_error: ssl.SSLError | None = None
+        self.handshake_done = False
+        self.inside = bytearray()
+        self.tls_eof = False
+
+    def send(self, *messages: bytes) -> None:
+        """
+        Send C{messages}, framed, in one read on the server's side.
+        """
+        self.send_raw(b"".join(frame(m) for m in messages))
+
+    def send_raw(self, data: bytes) -> None:
+        self.end.receive(data)
+        self.pump()
+
+    def start_tls(self, hostname: str = NAME) -> None:
+        """
+        Begin the TLS handshake as the client, trusting the server's
+        certificate by name.
+        """
+        context = ssl.create_default_context(
+            cadata=pem_certificate(self.tls_policy.default).decode("ascii")
+        )
+        self.tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=hostname)
+        self.pump()
+
+    def send_tls(self, *messages: bytes) -> None:
+        """
+        Send C{messages}, framed, in one TLS write.
+        """
+        assert self.tls is not None and self.handshake_done
+        self.tls.write(b"".join(frame(m) for m in messages))
+        self.pump()
+
+    def pump(self) -> None:
+        """
+        Move bytes both ways until nothing moves.
+        """
+        for _ in range(1000):
+            moved = False
+            self.io_clock.advance(0)
+            if self.end.wire:
+                data = bytes(self.end.wire)
+                self.end.wire.clear()
+                if self.tls is not None:
+                    self._incoming.write(data)
+                else:
+                    self.clear += data
+                moved = True
+            if self.tls is not None:
+                self._step()
+                out = self._outgoing.read()
+                if out:
+                    self.end.receive(out)
+                    moved = True
+            if not moved:
+                if self.end.closing and not self.end.lost:
+                    self.end.finish()
+                    continue
+                return
+        raise AssertionError("the connection never settles")
+
+    def _step(self) -> None:
+        assert self.tls is not None
+        if not self.handshake_done and self.handshake_error is None:
+            try:
+                self.tls.do_handshake()
+            except ssl.SSLWantReadError:
+                return
+            except ssl.SSLError as e:
+                self.handshake_error = e
+                return
+            self.handshake_done = True
+        if self.handshake_done:
+            while not self.tls_eof:
+                try:
+                    data = self.tls.read(65536)
+                except ssl.SSLWantReadError:
+                    break
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    data = b""
+                if not data:
+                    # the server's close_notify (read gives b""): answer
+                    # with ours
+                    self.tls_eof = True
+                    try:
+                        self.tls.unwrap()
+                    except ssl.SSLError:
+                        pass
+                    break
+                self.inside += data
+
+    def replies(self, inside: bool = False) -> list[bytes]:
+        """
+        The whole replies received so far (in clear or inside TLS), taken.
+        """
+        buffer = self.inside if inside else self.clear
+        messages = []
+        while len(buffer) >= 2:
+            (length,) = struct.unpack("!H", buffer[:2])
+            if len(buffer) < 2 + length:
+                break
+            messages.append(bytes(buffer[2 : 2 + length]))
+            del buffer[: 2 + length]
+        return messages
+
+    @property
+    def open(self) -> bool:
+        return not self.end.lost and not self.end.closing
+
+
+def parse(wire: bytes) -> dns.message.Message:
+    return dns.message.from_wire(wire)
+
+
+def probe(to: bool = True, ident: int = 0x1234, **kwargs: object) -> bytes:
+    """
+    C{STARTTLS. CH TXT}, RD=0, EDNS 0, TO=1 unless told otherwise.
+    """
+    query = dns.message.make_query("STARTTLS.", "TXT", "CH", use_edns=0, **kwargs)  # type: ignore[arg-type]
+    query.id = ident
+    query.flags &= ~dns.flags.RD
+    if to:
+        query.ednsflags |= TO
+    return query.to_wire()
+
+
+def ordinary(
+    to: bool = False, ident: int = 0x2000, name: str = "www.example.test.", do: bool = False,
+    **kwargs: object,
+) -> bytes:
+    """
+    An IN A query, with TO (CO, the same bit) when told.
+    """
+    kwargs.setdefault("use_edns", 0)
+    query = dns.message.make_query(name, "A", want_dnssec=do, **kwargs)  # type: ignore[arg-type]
+    query.id = ident
+    if to:
+        query.ednsflags |= TO
+    return query.to_wire()
+
+
+def txt(reply: dns.message.Message) -> list[bytes]:
+    return [s for rrset in reply.answer for rdata in rrset for s in rdata.strings]
+
+
+def addresses(reply: dns.message.Message) -> list[str]:
+    return [rdata.to_text() for rrset in reply.answer for rdata in rrset]
+
+
+def connect(
+    handler: Any, tls_policy: TLSPolicy, policy: UpgradePolicy | None, clock: Clock | None = None
+) -> Client:
+    return Client(handler, tls_policy, policy, clock or Clock())
+
+
+def finish_upgrade(client: Client) -> None:
+    """
+    Do the client's side of the handshake and check that one query is
+    answered inside TLS.
+    """
+    client.start_tls()
+    assert client.handshake_error is None
+    assert client.handshake_done
+    assert client.tls is not None and client.tls.version() == "TLSv1.3"
+    client.send_tls(ordinary(ident=0x7777, name="mail.example.test."))
+    [wire] = client.replies(inside=True)
+    reply = parse(wire)
+    assert reply.id == 0x7777
+    assert addresses(reply) == ["192.0.2.25"]
+    assert reply.ednsflags & TO == 0
+
+
+#: First exchanges: a list of first queries (sent one after another, each
+#: awaiting its reply), and per policy what the last reply must be:
+#: (TO set, the TXT, or an address, and whether TLS starts after it).
+MATRIX: dict[str, tuple[list[bytes], dict[UpgradePolicy, tuple[bool, object, bool]]]] = {
+    "probe with TO": (
+        [probe()],
+        {
+            UpgradePolicy.OFF: (False, b"NO_TLS", False),
+            UpgradePolicy.PROBE: (True, b"STARTTLS", True),
+            UpgradePolicy.ANY: (True, b"STARTTLS", True),
+        },
+    ),
+    "probe without TO": (
+        [probe(to=False)],
+        {policy: (False, b"NO_TLS", False) for policy in POLICIES},
+    ),
+    "ordinary query with TO": (
+        [ordinary(to=True)],
+        {
+            UpgradePolicy.OFF: (False, "192.0.2.80", False),
+            UpgradePolicy.PROBE: (False, "192.0.2.80", False),
+            UpgradePolicy.ANY: (True, "192.0.2.80", True),
+        },
+    ),
+    "TO only on the second query (probe)": (
+        [probe(to=False, ident=1), probe(ident=2)],
+        {policy: (False, b"NO_TLS", False) for policy in POLICIES},
+    ),
+    "TO only on the second query (ordinary)": (
+        [ordinary(ident=1), ordinary(to=True, ident=2)],
+        {policy: (False, "192.0.2.80", False) for policy in POLICIES},
+    ),
+    "CO-style query: DO and 0x4000": (
+        [ordinary(to=True, do=True)],
+        {
+            UpgradePolicy.OFF: (False, "192.0.2.80", False),
+            UpgradePolicy.PROBE: (False, "192.0.2.80", False),
+            UpgradePolicy.ANY: (True, "192.0.2.80", True),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", list(MATRIX))
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.value)
+def test_matrix(handler: Handler, tls_policy: TLSPolicy, policy: UpgradePolicy, shape: str) -> None:
+    """
+    Each policy answers each first query shape with the documented TO and TXT, and starts TLS only
+    when the reply said TO=1.
+    """
+    queries, expectations = MATRIX[shape]
+    expect_to, expect_answer, expect_tls = expectations[policy]
+    client = connect(handler, tls_policy, policy)
+    for query in queries:
+        client.send(query)
+        [wire] = client.replies()
+        reply = parse(wire)
+        assert reply.id == parse(query).id
+        assert reply.rcode() == dns.rcode.NOERROR
+    assert bool(reply.ednsflags & TO) is expect_to
+    if isinstance(expect_answer, bytes):
+        assert txt(reply) == [expect_answer]
+    else:
+        assert addresses(reply) == [expect_answer]
+    assert reply.ednsflags & ~(TO | dns.flags.DO) == 0
+    assert bool(client.end.tls_started_at) is expect_tls
+    assert client.open
+    if expect_tls:
+        assert client.protocol.kind is Transport.TLS
+        finish_upgrade(client)
+    else:
+        # still a plain connection, and TO on any later query is ignored
+        client.send(probe(ident=0x5555))
+        [wire] = client.replies()
+        later = parse(wire)
+        assert txt(later) == [b"NO_TLS"]
+        assert later.ednsflags & TO == 0
+        client.send(ordinary(to=True, ident=0x5556))
+        [wire] = client.replies()
+        assert addresses(parse(wire)) == ["192.0.2.80"]
+        assert parse(wire).ednsflags & TO == 0
+        assert not client.end.tls_started_at
+
+
+def test_no_upgrade_configured(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A TCP listener without an upgrade (what --starttls off builds) answers the probe NO_TLS with
+    TO=0 and stays plain.
+    """
+    client = connect(handler, tls_policy, None)
+    client.send(probe())
+    [wire] = client.replies()
+    assert txt(parse(wire)) == [b"NO_TLS"]
+    assert parse(wire).ednsflags & TO == 0
+    assert not client.end.tls_started_at
+    client.send(ordinary(to=True))
+    assert addresses(parse(client.replies()[0])) == ["192.0.2.80"]
+
+
+def test_response_as_first_message_does_not_upgrade(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A DNS response (QR=1) with TO as the first message is ignored like any stray response; the
+    connection stays plain.
+    """
+    message = parse(probe())
+    message.flags |= dns.flags.QR
+    client = connect(handler, tls_policy, UpgradePolicy.ANY)
+    client.send(message.to_wire())
+    assert client.replies() == []
+    assert client.open
+    assert not client.end.tls_started_at
+    client.send(ordinary(to=True))
+    [wire] = client.replies()
+    assert addresses(parse(wire)) == ["192.0.2.80"]
+    assert parse(wire).ednsflags & TO == 0
+
+
+def test_malformed_first_message_does_not_upgrade(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """A first message that does not parse gets FORMERR with TO=0 in clear and the connection stays plain."""
+    client = connect(handler, tls_policy, UpgradePolicy.ANY)
+    client.send(probe() + b"\x00")
+    [wire] = client.replies()
+    assert parse(wire).rcode() == dns.rcode.FORMERR
+    assert not parse(wire).ednsflags & TO
+    assert not client.end.tls_started_at
+    client.send(probe())
+    assert txt(parse(client.replies()[0])) == [b"NO_TLS"]
+
+
+@pytest.mark.parametrize("policy", [UpgradePolicy.PROBE, UpgradePolicy.ANY], ids=lambda p: p.value)
+def test_reply_written_before_starttls(
+    handler: Handler, tls_policy: TLSPolicy, policy: UpgradePolicy
+) -> None:
+    """
+    The TO=1 reply is written, whole and framed, before TLS starts, so it reaches the client in
+    clear text.
+    """
+    client = connect(handler, tls_policy, policy)
+    query = probe()
+    client.end.receive(frame(query))  # no pump: look at what was written
+    assert client.end.tls_started_at == [len(client.end.wire)]
+    context = QueryContext(Transport.TCP, (PEER.host, PEER.port), upgrade=True)
+    expected = handler.handle(query, context)
+    assert bytes(client.end.wire) == frame(expected)  # type: ignore[arg-type]
+
+
+def test_upgrade_reply_unpadded(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    The clear-text TO=1 reply carries no padding even when the probe asked for it; replies inside
+    TLS are padded.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    padding = dns.edns.GenericOption(dns.edns.OptionType.PADDING, b"\x00" * 16)
+    client.send(probe(options=[padding]))
+    [wire] = client.replies()
+    reply = parse(wire)
+    assert txt(reply) == [b"STARTTLS"]
+    assert all(option.otype != dns.edns.OptionType.PADDING for option in reply.options)
+    assert len(wire) % RESPONSE_PADDING != 0
+    client.start_tls()
+    client.send_tls(ordinary(ident=9, options=[padding]))
+    [wire] = client.replies(inside=True)
+    assert len(wire) % RESPONSE_PADDING == 0
+    assert any(option.otype == dns.edns.OptionType.PADDING for option in parse(wire).options)
+
+
+def keepalive(reply: dns.message.Message) -> int | None:
+    for option in reply.options:
+        if option.otype == dns.edns.OptionType.KEEPALIVE:
+            return int(struct.unpack("!H", option.to_wire())[0])
+    return None
+
+
+KEEPALIVE = dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, b"")
+
+
+def test_keepalive_after_upgrade(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """Inside the upgraded session, edns-tcp-keepalive reports the TLS idle timeout, not the TCP one."""
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    client.send(probe(options=[KEEPALIVE]))
+    [wire] = client.replies()
+    assert keepalive(parse(wire)) == int(TLS_IDLE * 10)
+    client.start_tls()
+    client.send_tls(ordinary(ident=9, options=[KEEPALIVE]))
+    [wire] = client.replies(inside=True)
+    assert keepalive(parse(wire)) == int(TLS_IDLE * 10)
+
+
+def test_keepalive_without_upgrade(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """A connection that stays plain reports the TCP idle timeout in edns-tcp-keepalive."""
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    client.send(probe(to=False, options=[KEEPALIVE]))
+    [wire] = client.replies()
+    assert keepalive(parse(wire)) == int(TCP_IDLE * 10)
+
+
+def test_clear_text_with_probe_never_answered(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    Queries sent in clear in the same read as the probe are answered neither before nor after the
+    handshake.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    client.send(probe(), ordinary(ident=0x6661), ordinary(ident=0x6662, name="mail.example.test."))
+    [wire] = client.replies()
+    assert txt(parse(wire)) == [b"STARTTLS"]
+    assert client.clear == b""
+    client.start_tls()
+    assert client.handshake_done
+    assert client.replies(inside=True) == []
+    client.send_tls(ordinary(ident=0x7001, name="ns1.example.test."))
+    [wire] = client.replies(inside=True)
+    assert parse(wire).id == 0x7001
+    client.clock.advance(1)
+    client.pump()
+    assert client.replies(inside=True) == []
+    assert client.replies() == []
+
+
+def test_partial_query_with_probe_discarded(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    Half a query sent with the probe is dropped, so the TLS session that follows is framed from its
+    first byte.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    half = frame(ordinary(ident=0x6661))[:9]
+    client.send_raw(frame(probe()) + half)
+    [wire] = client.replies()
+    assert txt(parse(wire)) == [b"STARTTLS"]
+    finish_upgrade(client)
+
+
+def test_clear_text_instead_of_handshake_closes(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A client that sends a clear-text query after TO=1 instead of a ClientHello is disconnected and
+    never answered in clear.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    client.send(probe())
+    assert txt(parse(client.replies()[0])) == [b"STARTTLS"]
+    client.send(ordinary(ident=0x6661))
+    assert client.end.lost
+    # at most a TLS alert record (content type 21), never a DNS message
+    assert client.clear == b"" or client.clear[:1] == b"\x15"
+
+
+def test_bytes_while_upgrade_pending_dropped(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    Bytes that arrive while the reply to the upgrading query is still being computed are dropped,
+    not answered.
+    """
+    pending: list[Deferred[bytes | None]] = []
+
+    class Slow:
+        def handle(self, wire: bytes, context: QueryContext) -> Any:
+            if context.upgrade:
+                d: Deferred[bytes | None] = Deferred()
+                d.addCallback(lambda _: handler.handle(wire, context))
+                pending.append(d)
+                return d
+            return handler.handle(wire, context)
+
+    client = connect(Slow(), tls_policy, UpgradePolicy.PROBE)
+    client.send(probe())
+    assert len(pending) == 1 and client.clear == b""
+    client.send(ordinary(ident=0x6661))
+    client.send_raw(frame(ordinary(ident=0x6662))[:5])
+    assert client.clear == b""
+    assert not client.end.tls_started_at
+    pending[0].callback(None)
+    client.pump()
+    [wire] = client.replies()
+    assert txt(parse(wire)) == [b"STARTTLS"]
+    assert client.end.tls_started_at
+    finish_upgrade(client)
+    assert client.replies(inside=True) == []
+
+
+def test_handshake_timeout_drops_client(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A client that gets TO=1 and never starts the handshake is dropped when the handshake clock runs
+    out, without a byte more.
+    """
+    clock = Clock()
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE, clock)
+    client.send(probe())
+    assert txt(parse(client.replies()[0])) == [b"STARTTLS"]
+    clock.advance(HANDSHAKE - 0.1)
+    client.pump()
+    assert client.open
+    clock.advance(0.2)
+    client.pump()
+    assert client.end.aborted and client.end.lost
+    assert client.clear == b""
+    assert client.protocol.closed
+    assert clock.getDelayedCalls() == []
+
+
+def test_handshake_clock_stops_after_handshake(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """Once the handshake is done the handshake clock no longer applies; the TLS idle timeout does."""
+    clock = Clock()
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE, clock)
+    client.send(probe())
+    client.replies()
+    finish_upgrade(client)
+    clock.advance(HANDSHAKE + 1)
+    client.pump()
+    assert client.open
+    clock.advance(TLS_IDLE - HANDSHAKE - 2)  # past the TCP idle timeout, within the TLS one
+    client.pump()
+    assert client.open
+    clock.advance(2)
+    client.pump()
+    assert not client.open
+    assert client.tls_eof  # a TLS close_notify, not a bare close
+
+
+def test_failed_handshake_closes(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A handshake the client aborts (it checks a name the certificate does not carry) closes the
+    connection.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    client.send(probe())
+    client.replies()
+    client.start_tls(hostname="wrong.example.test")
+    assert isinstance(client.handshake_error, ssl.SSLCertVerificationError)
+    client.pump()
+    assert client.end.lost
+    assert client.replies() == []
+
+
+def test_upgraded_session_pipelines(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """After the upgrade, several queries in one TLS write are each answered, with TO=0."""
+    client = connect(handler, tls_policy, UpgradePolicy.ANY)
+    client.send(ordinary(to=True, ident=1))
+    [wire] = client.replies()
+    assert parse(wire).ednsflags & TO
+    client.start_tls()
+    names = {10: "www.example.test.", 11: "mail.example.test.", 12: "ns1.example.test."}
+    client.send_tls(*(ordinary(ident=i, name=n, to=True) for i, n in names.items()))
+    replies = {parse(w).id: parse(w) for w in client.replies(inside=True)}
+    assert sorted(replies) == [10, 11, 12]
+    assert addresses(replies[11]) == ["192.0.2.25"]
+    assert all(reply.ednsflags & TO == 0 for reply in replies.values())
+    assert client.protocol._tls is not None
+
+
+def test_fault_idle_timeout_survives_upgrade(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A test kit's idle-timeout fault still applies once the connection is upgraded, and its keepalive
+    says so.
+    """
+    clock = Clock()
+    client = Client(handler, tls_policy, UpgradePolicy.PROBE, clock, Faults(idle_timeout=3.0))
+    client.send(probe(options=[KEEPALIVE]))
+    [wire] = client.replies()
+    assert keepalive(parse(wire)) == 30
+    client.start_tls()
+    client.send_tls(ordinary(ident=9, options=[KEEPALIVE]))
+    [wire] = client.replies(inside=True)
+    assert keepalive(parse(wire)) == 30
+    clock.advance(3.1)
+    client.pump()
+    assert not client.open
