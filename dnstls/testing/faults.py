@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_faults -*-
+# -*- test-case-name: tests.testing.test_testing -*-
 """
 Deliberate misbehaviour, for client developers who test against dnstls.
 

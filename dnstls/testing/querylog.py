@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_querylog -*-
+# -*- test-case-name: tests.testing.test_testing -*-
 """
 A record of the queries a server received, so that a test can assert what
 its client sent: the transport, the question, the EDNS options (padding,

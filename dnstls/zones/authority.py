@@ -136,13 +136,6 @@ class AuthoritativeZone:
         self._negative_soa.update_ttl(min(soa_rrset.ttl, soa.minimum))
         self._has_wildcards = any(n.labels[0] == _WILDCARD for n in self._nodes)
 
-    def has_name(self, name: dns.name.Name) -> bool:
-        """
-        Whether C{name} exists in this zone, as an owner or an empty
-        non-terminal.
-        """
-        return name in self._names
-
     def lookup(self, qname: dns.name.Name, qtype: int) -> LookupResult:
         """
         Answer C{qname}/C{qtype} from this zone, following CNAME and DNAME

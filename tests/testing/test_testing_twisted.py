@@ -99,6 +99,15 @@ def pipeline(server: TestServer, wires: list[bytes], tls: bool = True) -> Deferr
     against the throwaway CA, offering ALPN C{dot}) or TCP, and fire with
     the replies in the order they came.
     """
+    return connect_pipeline(server, wires, tls).done
+
+
+def connect_pipeline(server: TestServer, wires: list[bytes], tls: bool = True) -> Pipeline:
+    """
+    The L{Pipeline} that sends C{wires} to C{server} as L{pipeline} does,
+    connecting; its C{done} fires with the replies, or fails with the
+    reason the connection was lost first.
+    """
     host, port = server.tls if tls else server.tcp
     endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=5)
     if tls:
@@ -106,8 +115,8 @@ def pipeline(server: TestServer, wires: list[bytes], tls: bool = True) -> Deferr
         options = optionsForClientTLS(server.server_name, trustRoot=trust, acceptableProtocols=[b"dot"])
         endpoint = wrapClientTLS(options, endpoint)
     protocol = Pipeline(wires, tls)
-    connecting = connectProtocol(endpoint, protocol)
-    return connecting.addCallback(lambda _: protocol.done)
+    connectProtocol(endpoint, protocol).addErrback(protocol.done.errback)
+    return protocol
 
 
 @pytest_twisted.inlineCallbacks
@@ -206,10 +215,11 @@ def test_twisted_close_after(dnstls_test_server: TestServer) -> Generator[Deferr
     """
     server = dnstls_test_server
     server.faults(close_after=2)
-    protocol_done = pipeline(server, [query(n).to_wire() for n in (WWW, MAIL, WWW)])
+    protocol = connect_pipeline(server, [query(n).to_wire() for n in (WWW, MAIL, WWW)])
     with pytest.raises(Exception) as lost:
-        yield protocol_done
+        yield protocol.done
     assert "ConnectionDone" in repr(lost.value) or "ConnectionLost" in repr(lost.value)
+    assert [addresses(reply) for reply in protocol.replies] == [["192.0.2.80"], ["192.0.2.25"]]
 
 
 @pytest_twisted.inlineCallbacks
