@@ -6,7 +6,10 @@ listeners, the TLS policy, and reloading all of it without a restart.
 L{ServerService.reload} (SIGHUP under twistd) re-reads the zones and the
 certificates.  What reads cleanly replaces what was served, for new queries
 and new handshakes; open connections and TLS sessions go on.  What fails to
-read leaves the old data serving, and the error is logged.
+read leaves the old data serving, and the error is logged.  Each zone is
+read on its own (L{dnstls.zones.zoneset}): one broken zone file keeps its own old
+data, and the others are reloaded; with C{--strict-zones} any broken file
+keeps every zone as it was.
 """
 
 from __future__ import annotations
@@ -26,43 +29,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from dnstls.certs import Credential, default_credential, load_credential
-from dnstls.errors import StartupError
+from dnstls.errors import StartupError, ZoneError
 from dnstls.handler import Handler
 from dnstls.transport.listen import ListeningService
 from dnstls.transport.tls import TLSPolicy
-from dnstls.zones.authority import AuthoritativeZone, ZoneStore
-from dnstls.zones.zonefile import load_zone, refuse_signed, zone_files
-
-
-@dataclass(frozen=True)
-class ZoneSources:
-    """
-    Where the zones come from: a directory of C{*.zone} files and single
-    files.
-    """
-
-    directory: Path
-    files: tuple[Path, ...] = ()
-
-    def load(self) -> ZoneStore:
-        """
-        Load every zone.
-
-        @raise StartupError: for a broken zone, or two files with one origin.
-        """
-        store = ZoneStore()
-        sources: dict[object, Path] = {}
-        for path in [*zone_files(self.directory), *self.files]:
-            loaded = load_zone(path)
-            refuse_signed(loaded, path)
-            zone = AuthoritativeZone(loaded)
-            if zone.origin in sources:
-                raise StartupError(
-                    f"{path}: zone {zone.origin} is already loaded from {sources[zone.origin]}"
-                )
-            sources[zone.origin] = path
-            store.add(zone)
-        return store
+from dnstls.zones.zoneset import ZoneReport, ZoneSet
 
 
 @dataclass(frozen=True)
@@ -102,15 +73,18 @@ class ServerService(MultiService):
         self,
         handler: Handler,
         listening: ListeningService,
-        zones: ZoneSources | None = None,
+        zones: ZoneSet | None = None,
         tls: TLSPolicy | None = None,
         credentials: CredentialSources | None = None,
         reactor: Any = None,
         ticket_rotation: float = 0,
+        strict_zones: bool = False,
     ) -> None:
         """
+        @param zones: the zones loaded, whose reports are logged at start.
         @param ticket_rotation: every this many seconds, give the TLS
             contexts new session-ticket keys (0: never).
+        @param strict_zones: reload the zones only when every file loads.
         """
         super().__init__()
         self.handler = handler
@@ -121,13 +95,15 @@ class ServerService(MultiService):
         self._reactor = reactor
         self._previous_hup: Callable[[int, FrameType | None], Any] | int | None = None
         self._ticket_rotation = ticket_rotation
+        self._strict_zones = strict_zones
         self._rotation: LoopingCall | None = None
         listening.setServiceParent(self)
 
     def startService(self) -> None:
         """
-        Start listening, log the certificates' pins and the zones served
-        (the last line says the server is ready), and reload on SIGHUP.
+        Start listening, log the certificates' pins, one line for each zone
+        and the zones served (the last line says the server is ready), and
+        reload on SIGHUP.
         """
         super().startService()
         if self.tls is not None:
@@ -184,15 +160,7 @@ class ServerService(MultiService):
 
         @return: whether everything reloaded.
         """
-        ok = True
-        if self._zones is not None:
-            try:
-                self.handler.zones = self._zones.load()
-            except StartupError as e:
-                ok = False
-                self.log.error("reload: keeping the zones served: {error}", error=str(e))
-            else:
-                self._log_zones("reloaded")
+        ok = self._zones is None or self._reload_zones()
         if self.tls is not None and self._credentials is not None:
             try:
                 credentials = self._credentials.load()
@@ -209,14 +177,43 @@ class ServerService(MultiService):
                 self._log_credentials(credentials)
         return ok
 
-    def _log_zones(self, verb: str = "serving") -> None:
-        zones = sorted(self.handler.zones, key=lambda zone: zone.origin)
-        self.log.info(
-            "{verb} {count} zones: {zones}",
-            verb=verb,
-            count=len(zones),
-            zones=" ".join(f"{zone.origin}(serial {zone.serial})" for zone in zones) or "none",
-        )
+    def _reload_zones(self) -> bool:
+        """
+        Re-read every zone file, log one line for each zone, and hand the
+        handler the new zones if any changed.
+
+        @return: whether every zone file loaded.
+        """
+        assert self._zones is not None
+        try:
+            changed = self._zones.load(atomic=self._strict_zones)
+        except ZoneError as e:
+            self.log.error("reload: keeping the zones served: {error}", error=str(e))
+            return False
+        failed = self._zones.failures()
+        if self._strict_zones and failed:
+            for report in failed:
+                self._log_zone(report, "reload: ")
+            self.log.error(
+                "reload: keeping every zone as it was (--strict-zones): {summary}",
+                summary=self._zones.summary(),
+            )
+            return False
+        if changed:
+            self.handler.zones = self._zones.store
+        self._log_zones("reload: ")
+        return not failed
+
+    def _log_zones(self, prefix: str = "") -> None:
+        if self._zones is None:
+            self.log.info("{prefix}serving 0 zones", prefix=prefix)
+            return
+        for report in self._zones.reports:
+            self._log_zone(report, prefix)
+        self.log.info("{prefix}{summary}", prefix=prefix, summary=self._zones.summary())
+
+    def _log_zone(self, report: ZoneReport, prefix: str) -> None:
+        self.log.emit(report.level, "{prefix}{zone}", prefix=prefix, zone=str(report))
 
     def _log_credentials(self, credentials: Sequence[Credential]) -> None:
         now = datetime.datetime.now(datetime.UTC)

@@ -2,10 +2,12 @@
 """
 The C{twistd dnstls} command line: L{Options} and L{makeService}.
 
-Everything that can fail at start-up (a zone, an address) fails in
+Everything that can fail at start-up (the zones, an address) fails in
 L{makeService}, before the reactor runs, with a L{StartupError}; run from
 C{twistd}, that becomes one line on standard error and exit status 1, and a
-bad option one line and exit status 2.
+bad option one line and exit status 2.  A zone file that fails to load is
+not served, and logged once the server runs; only when no zone file loads,
+or with C{--strict-zones} when any fails, is that a start-up error.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dnstls.resolver.forward import DEFAULT_TIMEOUT, Forwarder, Recursion, Sourc
 from dnstls.resolver.forward_tls import TLSUpstream, load_trust_root, parse_pin, parse_tls_upstream
 from dnstls.resolver.iterate import Iterator
 from dnstls.resolver.roothints import load_root_hints
-from dnstls.server import CredentialSources, ServerService, ZoneSources, default_state_dir
+from dnstls.server import CredentialSources, ServerService, default_state_dir
 from dnstls.testing.control import ControlFactory
 from dnstls.testing.faults import FaultInjector, Faults
 from dnstls.testing.querylog import QueryLog
@@ -57,6 +59,7 @@ from dnstls.transport.tls import TLSPolicy, TLSServerFactory
 from dnstls.transport.upgrade import UpgradePolicy
 from dnstls.transport.workers import InheritedSockets, WorkersService, die_with_parent, supervise
 from dnstls.zones.authority import ZoneStore
+from dnstls.zones.zoneset import ZoneSet, ZoneSources
 
 DEFAULT_LISTEN = ("0.0.0.0:53", "[::]:53")
 DEFAULT_LISTEN_TLS = ("0.0.0.0:853", "[::]:853")
@@ -257,6 +260,13 @@ class Options(usage.Options):
         ],
         ["no-tls-tickets", None, "Issue no TLS session tickets (sessions resume from a server cache)."],
         [
+            "strict-zones",
+            None,
+            "Refuse to start if any zone file fails to load, and on SIGHUP reload no zone unless "
+            "every file loads [default: serve every zone that loads, log one error for each "
+            "that does not, and refuse to start only if none loads].",
+        ],
+        [
             "advertise-to",
             None,
             "Set the TO bit in UDP replies to queries with EDNS, to advertise the upgrade "
@@ -384,16 +394,27 @@ def _available(texts: Sequence[str]) -> list[Address]:
     return [address for address in addresses if family_available(address.family)]
 
 
+def zone_set(zones_directory: str | os.PathLike[str] | None, zone_paths: Sequence[str]) -> ZoneSet:
+    """
+    The zones the options name (C{--zones}, by default the shipped ones, and
+    C{--zone}), not loaded yet.
+    """
+    directory = Path(zones_directory) if zones_directory is not None else default_zones_directory()
+    return ZoneSet(ZoneSources(directory, tuple(Path(p) for p in zone_paths)))
+
+
 def load_store(
     zones_directory: str | os.PathLike[str] | None, zone_paths: Sequence[str]
 ) -> ZoneStore:
     """
-    Load every zone the options name.
+    Load every zone the options name, all or none (as C{--strict-zones}).
 
     @raise StartupError: for a broken zone, or two files with one origin.
     """
-    directory = Path(zones_directory) if zones_directory is not None else default_zones_directory()
-    return ZoneSources(directory, tuple(Path(p) for p in zone_paths)).load()
+    zones = zone_set(zones_directory, zone_paths)
+    zones.load()
+    zones.check_startup(strict=True)
+    return zones.store
 
 
 def default_max_connections() -> int:
@@ -454,7 +475,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
     (L{dnstls.transport.workers}), the configuration checked first.
 
     @param reactor: the reactor to serve on; the global one by default.
-    @raise StartupError: if a zone, a certificate or an address is unusable.
+    @raise StartupError: if no zone loads (with C{--strict-zones}, if any
+        zone fails), or a certificate or an address is unusable.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -465,12 +487,9 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
     if inherited is not None:
         die_with_parent(os.environ)
     state_dir = Path(options["state-dir"]) if options["state-dir"] else default_state_dir()
-    zones_directory = options["zones"]
-    zones = ZoneSources(
-        Path(zones_directory) if zones_directory is not None else default_zones_directory(),
-        tuple(Path(p) for p in options["zone"]),
-    )
-    store = zones.load()
+    zones = zone_set(options["zones"], options["zone"])
+    zones.load()
+    zones.check_startup(strict=bool(options["strict-zones"]))
     limits = ConnectionLimits(
         total=options["max-connections"] or default_max_connections(),
         per_client=options["max-connections-per-client"],
@@ -504,7 +523,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
             source,
         )
     handler = Handler(
-        store,
+        zones.store,
         Chaos(options["identity"], options["version-string"]),
         # TO advertises DNS over TLS, which needs a TLS door to be true
         advertise_to=options["advertise-to"] and (upgrade is not None or bool(options["listen-tls"])),
@@ -563,4 +582,5 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
         credentials,
         reactor,
         ticket_rotation=options["tls-ticket-rotation"],
+        strict_zones=bool(options["strict-zones"]),
     )

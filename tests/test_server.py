@@ -1,6 +1,7 @@
 """
 Tests for L{dnstls.server}: the running server's periodic work, here the
-rotation of TLS session-ticket keys, and what it closes when it stops.
+rotation of TLS session-ticket keys, what it closes when it stops, and the
+zones it logs and hands the handler at a reload.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ import dns.rdatatype
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 
+from dnstls.server import ServerService
 from dnstls.tap import Options, makeService
 from dnstls.testing import start_server
 from tests.support import ZONES, DnstlsProcess
+from tests.zones.test_zoneset import break_, write
 
 NAME = "dns.example.test"
 
@@ -138,3 +143,79 @@ def test_stop_closes_upstream_connections(tmp_path: Path) -> Generator[Any, Any,
         while established_to(port) and time.monotonic() < deadline:
             yield deferLater(reactor, 0.05, lambda: None)
         assert established_to(port) == []
+
+
+def serving(zones: Path) -> ServerService:
+    """
+    The server of the zones in C{zones}, on a memory reactor, not started.
+    """
+    options = Options()
+    options.parseOptions(
+        ["--zones", str(zones), "--listen", "127.0.0.1:0", "--no-recursion", "--starttls", "off"]
+    )
+    service = makeService(options, MemoryReactorClock())
+    assert isinstance(service, ServerService)
+    return service
+
+
+def reload_logged(service: ServerService) -> tuple[bool, list[tuple[LogLevel, str]]]:
+    """
+    What C{service.reload()} returns, and the level and text of each line it logs.
+    """
+    with capturedLogs() as events:
+        ok = service.reload()
+    return ok, [(event["log_level"], formatEvent(event)) for event in events]
+
+
+def test_reload_zones(tmp_path: Path) -> None:
+    """A reload logs one line per zone and a summary, hands the handler new zones only when one
+    changed, and says whether every zone file loaded."""
+    changed = write(tmp_path / "changed.test.zone", "changed.test.")
+    broken = write(tmp_path / "broken.test.zone", "broken.test.")
+    service = serving(tmp_path)
+    try:
+        first = service.handler.zones
+        assert reload_logged(service) == (
+            True,
+            [
+                (LogLevel.info, "reload: zone broken.test.: serial 1, unchanged"),
+                (LogLevel.info, "reload: zone changed.test.: serial 1, unchanged"),
+                (
+                    LogLevel.info,
+                    "reload: serving 2 zones: broken.test. (serial 1), changed.test. (serial 1)",
+                ),
+            ],
+        )
+        assert service.handler.zones is first
+        write(changed, "changed.test.", serial=2)
+        break_(broken, "broken.test.")
+        ok, lines = reload_logged(service)
+        assert not ok
+        assert [level for level, _ in lines] == [LogLevel.error, LogLevel.info, LogLevel.info]
+        assert lines[0][1].startswith(
+            f"reload: zone broken.test.: not reloaded, still serving serial 1: {broken}:6: "
+        )
+        assert lines[1][1] == f"reload: zone changed.test.: serial 1 -> 2, reloaded from {changed}"
+        assert service.handler.zones is not first
+        assert sorted(zone.serial for zone in service.handler.zones) == [1, 2]
+    finally:
+        service.listening.close()
+
+
+def test_reload_unlistable_directory(tmp_path: Path) -> None:
+    """A zones directory gone at a reload keeps every zone served, with one error line."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    write(zones / "a.test.zone", "a.test.")
+    service = serving(zones)
+    try:
+        first = service.handler.zones
+        (zones / "a.test.zone").unlink()
+        zones.rmdir()
+        ok, lines = reload_logged(service)
+        assert not ok
+        assert [level for level, _ in lines] == [LogLevel.error]
+        assert lines[0][1].startswith(f"reload: keeping the zones served: {zones}: cannot list")
+        assert service.handler.zones is first
+    finally:
+        service.listening.close()

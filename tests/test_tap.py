@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from dnstls.errors import StartupError
 from dnstls.resolver.forward import Forwarder
@@ -155,7 +155,9 @@ def test_bad_options(capsys: pytest.CaptureFixture[str], args: list[str], words:
 def test_help() -> None:
     """--help lists every option with its text wrapped cleanly, without stray runs of spaces."""
     text = str(Options())
-    for option in ("--zones=", "--zone=", "--listen=", "--identity=", "--version-string="):
+    for option in (
+        "--zones=", "--zone=", "--listen=", "--identity=", "--version-string=", "--strict-zones",
+    ):
         assert option in text
     for line in text.splitlines():
         described = re.sub(r"^\s+(-\w, )?--[\w-]+=?\s+", "", line).strip()
@@ -234,15 +236,45 @@ def test_make_service() -> None:
         service.stopService()
 
 
-def test_make_service_bad_zone_binds_nothing(tmp_path: Path) -> None:
-    """A broken zone stops makeService before it binds any socket."""
+@pytest.mark.parametrize(
+    ("good", "strict"), [(False, False), (True, True)], ids=["no-zone-loads", "strict-zones"]
+)
+def test_make_service_bad_zone_binds_nothing(tmp_path: Path, good: bool, strict: bool) -> None:
+    """A broken zone that is the only one, or any broken zone with --strict-zones, stops
+    makeService before it binds any socket."""
     (tmp_path / "bad.test.zone").write_text("$ORIGIN bad.test.\n$TTL 60\n@ NS ns1\n")
+    if good:
+        (tmp_path / "good.test.zone").write_text(ZONE.format(origin="good.test."))
     port = free_port()
-    options = parse("--zones", str(tmp_path), "--listen", f"127.0.0.1:{port}")
+    args = ["--zones", str(tmp_path), "--listen", f"127.0.0.1:{port}"]
+    options = parse(*args, *(["--strict-zones"] if strict else []))
     with pytest.raises(StartupError, match="bad.test.zone"):
         makeService(options, reactor=MemoryReactorClock())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
+
+
+def test_make_service_serves_the_good_zones(tmp_path: Path) -> None:
+    """Without --strict-zones makeService serves the zones that load, and the server logs one
+    error line for the broken one and one line for each good one when it starts."""
+    bad = tmp_path / "bad.test.zone"
+    bad.write_text("$ORIGIN bad.test.\n$TTL 60\n@ NS ns1\n")
+    (tmp_path / "good.test.zone").write_text(ZONE.format(origin="good.test."))
+    service = makeService(
+        parse("--zones", str(tmp_path), "--listen", "127.0.0.1:0"), reactor=MemoryReactorClock()
+    )
+    assert isinstance(service, ServerService)
+    assert [str(zone.origin) for zone in service.handler.zones] == ["good.test."]
+    with capturedLogs() as events:
+        service.startService()
+    try:
+        errors = [formatEvent(e) for e in events if e["log_level"] == LogLevel.error]
+        assert errors == [f"zone bad.test.: not loaded: {bad}: no SOA record at the apex bad.test."]
+        lines = [formatEvent(event) for event in events]
+        assert f"zone good.test.: serial 1, loaded from {tmp_path / 'good.test.zone'}" in lines
+        assert lines[-1] == "serving 1 zone: good.test. (serial 1); errors in 1 zone file"
+    finally:
+        service.stopService()
 
 
 def test_make_service_releases_sockets_on_failure() -> None:
@@ -279,27 +311,56 @@ def test_bad_listen() -> None:
 
 
 def test_bad_zone(tmp_path: Path) -> None:
-    """A broken zone file stops twistd dnstls with one line giving its file, line and reason."""
+    """A broken zone file that is the only one stops twistd dnstls with one line saying no zone
+    loaded, with the file, line and reason."""
     bad = tmp_path / "bad.test.zone"
     bad.write_text(ZONE.format(origin="bad.test.") + "www A 192.0.2.300\n")
     line = failed_start(run_dnstls(["--zones", str(tmp_path), "--listen", "127.0.0.1:0"]))
+    assert line.startswith(f"twistd dnstls: no zone loaded: {bad}:6: ")
+    assert "192.0.2.300" in line
+
+
+def test_bad_zone_strict(tmp_path: Path) -> None:
+    """With --strict-zones a broken zone file stops twistd dnstls, whatever other zones load, with
+    one line giving its file, line and reason."""
+    bad = tmp_path / "bad.test.zone"
+    bad.write_text(ZONE.format(origin="bad.test.") + "www A 192.0.2.300\n")
+    (tmp_path / "good.test.zone").write_text(ZONE.format(origin="good.test."))
+    line = failed_start(
+        run_dnstls(["--zones", str(tmp_path), "--listen", "127.0.0.1:0", "--strict-zones"])
+    )
     assert line.startswith(f"twistd dnstls: {bad}:6: ")
     assert "192.0.2.300" in line
 
 
-def test_bad_extra_zone() -> None:
-    """A --zone file that does not exist stops twistd dnstls with one line naming it."""
-    line = failed_start(run_dnstls(["--zone", "/nonexistent/x.zone", "--listen", "127.0.0.1:0"]))
+def test_bad_extra_zone_strict() -> None:
+    """With --strict-zones a --zone file that does not exist stops twistd dnstls with one line
+    naming it."""
+    line = failed_start(
+        run_dnstls(["--zone", "/nonexistent/x.zone", "--listen", "127.0.0.1:0", "--strict-zones"])
+    )
     assert "/nonexistent/x.zone" in line and "no such file" in line
 
 
-def test_one_origin_twice(tmp_path: Path) -> None:
-    """Two zone files with one origin stop twistd dnstls with one line."""
+def test_bad_extra_zone_alone(tmp_path: Path) -> None:
+    """A --zone file that does not exist, with no other zone, stops twistd dnstls with one line
+    naming it."""
+    line = failed_start(
+        run_dnstls(["--zones", str(tmp_path), "--zone", "/nonexistent/x.zone", "--listen", "127.0.0.1:0"])
+    )
+    assert line.startswith("twistd dnstls: no zone loaded: /nonexistent/x.zone: ")
+    assert "no such file" in line
+
+
+def test_one_origin_twice_strict(tmp_path: Path) -> None:
+    """With --strict-zones two zone files with one origin stop twistd dnstls with one line."""
     (tmp_path / "a.test.zone").write_text(ZONE.format(origin="a.test."))
     other = tmp_path / "copy.txt"
     other.write_text(ZONE.format(origin="a.test."))
     line = failed_start(
-        run_dnstls(["--zones", str(tmp_path), "--zone", str(other), "--listen", "127.0.0.1:0"])
+        run_dnstls(
+            ["--zones", str(tmp_path), "--zone", str(other), "--listen", "127.0.0.1:0", "--strict-zones"]
+        )
     )
     assert "a.test." in line and "already loaded" in line
 

@@ -24,7 +24,7 @@ from typing import NoReturn, TypeVar
 _T = TypeVar("_T")
 
 _LISTENING = re.compile(r"listening on (udp|tcp|tls) (\S+)")
-_READY = re.compile(r"serving \d+ zones")
+_READY = re.compile(r"\bserving \d+ zones?\b")
 
 #: Runs twistd with this interpreter, whatever C{twistd} on the path is.
 TWISTD = (sys.executable, "-c", "from twisted.scripts.twistd import run; run()")

@@ -102,7 +102,7 @@ _CREDENTIALS = "pem"
 #: A twistd log line: its timestamp, then C{[namespace#level] text}.
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+ ")
 _LEVEL = re.compile(r"^\[[^\]#]*#(\w+)\]")
-_READY = re.compile(r"\bserving \d+ zones\b")
+_READY = re.compile(r"\bserving \d+ zones?\b")
 #: Output without a line break is logged in pieces of at most this size.
 _LONGEST_LINE = 65536
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import dns.name
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.CNAME
@@ -135,6 +136,20 @@ class AuthoritativeZone:
         self._negative_soa.update(soa_rrset)
         self._negative_soa.update_ttl(min(soa_rrset.ttl, soa.minimum))
         self._has_wildcards = any(n.labels[0] == _WILDCARD for n in self._nodes)
+
+    def same_data(self, other: AuthoritativeZone) -> bool:
+        """
+        Whether C{other} holds exactly the records of this zone, TTLs
+        included: a reload that would change no answer.
+        """
+        return self.origin == other.origin and self._records() == other._records()
+
+    def _records(self) -> set[tuple[dns.name.Name, int, int, frozenset[dns.rdata.Rdata]]]:
+        return {
+            (owner, rdtype, rrset.ttl, frozenset(rrset))
+            for owner, rrsets in self._nodes.items()
+            for rdtype, rrset in rrsets.items()
+        }
 
     def lookup(self, qname: dns.name.Name, qtype: int) -> LookupResult:
         """

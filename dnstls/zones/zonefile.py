@@ -437,12 +437,42 @@ def _states_origin(text: str) -> bool:
     """
     Whether C{text} sets C{$ORIGIN} before its first record or include.
     """
+    return _stated_origin(text) is not None
+
+
+def _stated_origin(text: str) -> str | None:
+    """
+    The argument of the C{$ORIGIN} C{text} sets before its first record or
+    include, if it does.
+    """
     for raw in text.splitlines():
-        line = raw.split(";", 1)[0].strip().upper()
-        if not line or line.startswith("$TTL"):
+        line = raw.split(";", 1)[0].strip()
+        if not line or line.upper().startswith("$TTL"):
             continue
-        return line.startswith("$ORIGIN")
-    return False
+        words = line.split()
+        if words[0].upper() == "$ORIGIN":
+            return words[1] if len(words) > 1 else ""
+        return None
+    return None
+
+
+def named_origin(path: str | os.PathLike[str]) -> dns.name.Name | None:
+    """
+    The origin the zone file at C{path} is meant to have, as far as can be
+    told without loading it: its first C{$ORIGIN}, else its file name; for
+    naming a zone that failed to load.
+
+    @return: C{None} if neither gives a domain name.
+    """
+    try:
+        with open(path, "rb") as source:
+            stated = _stated_origin(source.read().decode("utf-8", "replace"))
+    except OSError:
+        stated = None
+    try:
+        return dns.name.from_text(stated) if stated else origin_from_filename(path)
+    except dns.exception.DNSException:
+        return None
 
 
 def _check(zone: dns.zone.Zone, lines: _Lines, filename: str) -> None:

@@ -387,6 +387,11 @@ def test_listeners_read_once_ready() -> None:
     assert listeners([*lines, "dnstls: serving 2 zones"]) == [
         ("udp", "127.0.0.1", 5353), ("tls", "::1", 8853),
     ]
+    assert listeners([*lines, "dnstls: serving 1 zone: t. (serial 1)"]) == [
+        ("udp", "127.0.0.1", 5353), ("tls", "::1", 8853),
+    ]
+    assert listeners([*lines, "dnstls: serving 0 zones"]) is not None
+    assert listeners([*lines, "dnstls: zone t.: serving soon"]) is None
 
 
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:

@@ -394,7 +394,7 @@ def test_sighup_reload_served(tmp_path: Path) -> None:
             assert addresses(dns.query.tcp(query, host, port=port, timeout=5)) == ["192.0.2.1"]
         zone.write_text(ZONE_TEXT.format(serial=2, address="192.0.2.2"))
         process.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: any("reloaded 1 zones" in line for line in process.lines))
+        wait_for(lambda: any("reload: serving 1 zone:" in line for line in process.lines))
         assert addresses(dns.query.udp(query, host, port=port, timeout=5)) == ["192.0.2.2"]
         assert addresses(dns.query.tcp(query, host, port=port, timeout=5)) == ["192.0.2.2"]
     finally:

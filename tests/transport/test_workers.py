@@ -88,7 +88,7 @@ def children(pid: int) -> set[int]:
 def ready_count(process: DnstlsProcess, start: int = 0) -> int:
     """How many times a worker logged that it serves, from line C{start} on."""
     return sum(
-        bool(re.search(r"worker \d+ \(pid \d+\): .*serving \d+ zones", line))
+        bool(re.search(r"worker \d+ \(pid \d+\): .*(?<!reload: )serving \d+ zones?\b", line))
         for line in process.lines[start:]
     )
 
@@ -173,7 +173,7 @@ def test_reload_reaches_every_worker(server: DnstlsProcess, zone: Path) -> None:
     query = dns.message.make_query("www.workers.test.", "A")
     zone.write_text(ZONE_TEXT.format(serial=2, address="192.0.2.2"))
     server.process.send_signal(signal.SIGHUP)
-    wait_for(lambda: sum("reloaded 1 zones" in line for line in server.lines) == 2)
+    wait_for(lambda: sum("reload: serving 1 zone:" in line for line in server.lines) == 2)
     seen = collections.defaultdict(set)
     for _ in range(24):
         who, reply = tcp_pair(host, port, query)
@@ -393,7 +393,7 @@ def test_restart_backs_off_then_gives_up() -> None:
     given up with its sockets closed; the other worker keeps serving."""
     service, reactor, exits, socks = supervisor()
     for protocol, *_ in list(reactor.spawned):
-        say(protocol, b"2026-01-01T00:00:00+0000 [dnstls.server.ServerService#info] serving 1 zones: x\n")
+        say(protocol, b"2026-01-01T00:00:00+0000 [dnstls.server.ServerService#info] serving 1 zone: x\n")
     delays = []
     for _ in range(MAX_FAILURES):
         protocol = service.workers[0]
@@ -404,7 +404,7 @@ def test_restart_backs_off_then_gives_up() -> None:
         delays.append(call.getTime() - reactor.seconds())
         reactor.advance(delays[-1])
         assert len(reactor.spawned) == before + 1
-        say(reactor.spawned[-1][0], b"[x#info] serving 1 zones\n")
+        say(reactor.spawned[-1][0], b"[x#info] serving 1 zone\n")
     assert delays == sorted(delays) and delays[0] < delays[-1]
     protocol = service.workers[0]
     assert protocol is not None
@@ -420,7 +420,7 @@ def test_worker_that_served_long_restarts_at_once() -> None:
     it failed before."""
     service, reactor, exits, socks = supervisor()
     for protocol, *_ in list(reactor.spawned):
-        say(protocol, b"[x#info] serving 1 zones\n")
+        say(protocol, b"[x#info] serving 1 zone\n")
     first = service.workers[0]
     assert first is not None
     end(first)
@@ -429,7 +429,7 @@ def test_worker_that_served_long_restarts_at_once() -> None:
     reactor.advance(call.getTime() - reactor.seconds())
     restarted = service.workers[0]
     assert restarted is not None and restarted is not first
-    say(restarted, b"[x#info] serving 1 zones\n")
+    say(restarted, b"[x#info] serving 1 zone\n")
     reactor.advance(STABLE_AFTER)
     end(restarted)
     [call] = reactor.getDelayedCalls()
@@ -460,7 +460,7 @@ def test_hangup_and_stop_signal_workers() -> None:
     a worker still running after the grace period."""
     service, reactor, exits, socks = supervisor()
     first, second = (entry[0] for entry in reactor.spawned)
-    say(first, b"[x#info] serving 1 zones\n")
+    say(first, b"[x#info] serving 1 zone\n")
     service.reload()
     assert reactor.spawned[0][1].signals == ["HUP"]
     assert reactor.spawned[1][1].signals == []

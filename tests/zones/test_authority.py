@@ -696,3 +696,16 @@ def test_minimal_any(store: ZoneStore, qname: str, expected: list[str]) -> None:
     assert result.outcome is Outcome.ANSWER
     assert len(result.answer) == 1
     assert rrs(result.answer) == expected
+
+
+def test_same_data() -> None:
+    """same_data tells zones with the same records apart from zones whose records or TTLs differ."""
+    text = "$ORIGIN s.\n$TTL 300\n@ SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n"
+
+    def zone(body: str) -> AuthoritativeZone:
+        return AuthoritativeZone(dns.zone.from_text(body, relativize=False))
+
+    assert zone(text).same_data(zone(text))
+    assert not zone(text).same_data(zone(text.replace("192.0.2.1", "192.0.2.2")))
+    assert not zone(text).same_data(zone(text.replace("$TTL 300", "$TTL 60")))
+    assert not zone(text).same_data(zone(text + "www A 192.0.2.3\n"))

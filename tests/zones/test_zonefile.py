@@ -15,7 +15,13 @@ import dns.zone
 import pytest
 
 from dnstls.errors import ZoneError
-from dnstls.zones.zonefile import load_zone, load_zone_text, origin_from_filename, zone_files
+from dnstls.zones.zonefile import (
+    load_zone,
+    load_zone_text,
+    named_origin,
+    origin_from_filename,
+    zone_files,
+)
 
 #: The start of a good zone t.: five lines, so a record added after it is on
 #: line 6.
@@ -321,6 +327,14 @@ def test_no_origin_anywhere(tmp_path: Path) -> None:
     message = refused(write(tmp_path / ".zone", body))
     assert message.startswith(f"{tmp_path / '.zone'}: ")
     assert "origin" in message
+
+
+def test_named_origin(tmp_path: Path) -> None:
+    """named_origin gives a broken file's leading $ORIGIN, else its file name's origin, else None."""
+    assert named_origin(write(tmp_path / "x.zone", HEAD + "www A 192.0.2.300\n")) == dns.name.from_text("t.")
+    assert named_origin(write(tmp_path / "y.test.zone", "$TTL 1\n@ A 1\n")) == dns.name.from_text("y.test.")
+    assert named_origin(tmp_path / "missing.test.zone") == dns.name.from_text("missing.test.")
+    assert named_origin(write(tmp_path / ".zone", "@ A 1\n")) is None
 
 
 def test_load_zone_text() -> None:
