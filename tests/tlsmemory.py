@@ -5,7 +5,10 @@ hand.
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
+
+from dnstls.certs import Credential
 
 
 def move(source: SSL.Connection, destination: SSL.Connection) -> int:
@@ -29,3 +32,10 @@ def handshake(client: SSL.Connection, server: SSL.Connection) -> None:
                 pass
         if not move(client, server) + move(server, client):
             break
+
+
+def pem_certificate(credential: Credential) -> bytes:
+    """
+    The PEM form of C{credential}'s chain, for clients that want a CA file.
+    """
+    return b"".join(c.public_bytes(Encoding.PEM) for c in credential.chain)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 from twisted.internet.interfaces import (
     IAddress,
@@ -327,10 +326,3 @@ def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:
     # The (library, function, reason) list form of OpenSSL's error queue,
     # which Twisted's TLS transport reads when the handshake fails.
     raise ALPNRefused([("SSL routines", "", "no application protocol: dot not offered")])
-
-
-def pem_certificate(credential: Credential) -> bytes:
-    """
-    The PEM form of C{credential}'s chain, for clients that want a CA file.
-    """
-    return b"".join(c.public_bytes(Encoding.PEM) for c in credential.chain)

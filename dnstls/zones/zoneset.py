@@ -33,7 +33,8 @@ from twisted.logger import LogLevel
 
 from dnstls.errors import StartupError, ZoneError
 from dnstls.zones.authority import AuthoritativeZone, ZoneStore
-from dnstls.zones.zonefile import load_zone, named_origin, refuse_signed, zone_files
+from dnstls.zones.checks import refuse_signed
+from dnstls.zones.zonefile import load_zone, named_origin, zone_files
 
 
 class ZoneState(enum.Enum):

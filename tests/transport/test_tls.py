@@ -34,9 +34,9 @@ from twisted.test.iosim import IOPump, connectedServerAndClient
 from zope.interface import implementer
 
 from dnstls.certs import Credential, load_credential
-from dnstls.transport.tls import DoTServerProtocol, TLSPolicy, TLSServerFactory, pem_certificate
+from dnstls.transport.tls import DoTServerProtocol, TLSPolicy, TLSServerFactory
 from tests.certs import Issuer, Leaf, make_ca, make_leaf
-from tests.tlsmemory import handshake, move
+from tests.tlsmemory import handshake, move, pem_certificate
 
 
 @implementer(IHandshakeListener)

@@ -31,9 +31,10 @@ from dnstls.tap import load_store
 from dnstls.testing.faults import Faults
 from dnstls.transport.framing import frame
 from dnstls.transport.protocol import DNSStreamFactory, DNSStreamProtocol, Upgrade
-from dnstls.transport.tls import TLSPolicy, pem_certificate
+from dnstls.transport.tls import TLSPolicy
 from dnstls.transport.upgrade import TO, UpgradePolicy
 from tests.support import ZONES
+from tests.tlsmemory import pem_certificate
 
 NAME = "dns.example.test"
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
