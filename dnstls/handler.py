@@ -426,9 +426,15 @@ def _answer_probe(response: dns.message.Message, context: QueryContext) -> dns.m
     The answer to C{STARTTLS. CH TXT}: RCODE 0 and TXT C{STARTTLS} when the
     connection is about to be upgraded, C{NO_TLS} otherwise (the draft's
     MUST for the probe over TCP; the same answer on every transport).
+    Upgrading a probe without OPT (only C{--starttls-legacy-probe} does),
+    the TXT gets a second, empty string: getdns 0.5.1 reads the RDATA as a
+    name, which must end in a zero octet, and in this reply no OPT follows
+    to give one (see L{dnstls.transport.upgrade}).
     """
-    text = WILLING if context.upgrade else UNWILLING
-    rrset = dns.rrset.from_text(PROBE_NAME, 0, dns.rdataclass.CH, dns.rdatatype.TXT, f'"{text}"')
+    text = f'"{WILLING}"' if context.upgrade else f'"{UNWILLING}"'
+    if context.upgrade and response.edns < 0:
+        text += ' ""'
+    rrset = dns.rrset.from_text(PROBE_NAME, 0, dns.rdataclass.CH, dns.rdatatype.TXT, text)
     response.answer.append(rrset)
     response.flags |= dns.flags.AA
     return response

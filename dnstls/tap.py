@@ -267,6 +267,12 @@ class Options(usage.Options):
             "that does not, and refuse to start only if none loads].",
         ],
         [
+            "starttls-legacy-probe",
+            None,
+            "Also upgrade a TCP/53 connection whose first query is STARTTLS. CH TXT without TO, "
+            "as getdns 0.5.1 (2015) sends it; needs --starttls probe or any (off by default).",
+        ],
+        [
             "advertise-to",
             None,
             "Set the TO bit in UDP replies to queries with EDNS, to advertise the upgrade "
@@ -381,6 +387,8 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--root-hints is for iterative resolution: it contradicts --no-recursion and --forward"
             )
+        if self["starttls-legacy-probe"] and self["starttls"] is UpgradePolicy.OFF:
+            raise usage.UsageError("--starttls-legacy-probe needs --starttls probe or any, not off")
         if not self["listen"] and not self["listen-tls"]:
             self["listen"] = _available(DEFAULT_LISTEN)
             self["listen-tls"] = _available(DEFAULT_LISTEN_TLS)
@@ -508,7 +516,12 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
         policy = TLSPolicy(loaded, tickets=not options["no-tls-tickets"])
     upgrade = None
     if policy is not None and starttls is not UpgradePolicy.OFF:
-        upgrade = Upgrade(starttls, policy, options["tls-idle-timeout"])
+        upgrade = Upgrade(
+            starttls,
+            policy,
+            options["tls-idle-timeout"],
+            legacy_probe=bool(options["starttls-legacy-probe"]),
+        )
     source = answer_source(options, reactor)
     if inherited is None and options["workers"] > 1:
         given = getattr(options, "raw_args", [])

@@ -70,6 +70,21 @@ def free_port() -> int:
             return int(port)
 
 
+def recv_exact(sock: socket.socket, size: int) -> bytes:
+    """
+    Exactly C{size} octets from the stream C{sock} (a TLS one too).
+
+    @raise ConnectionError: if the peer closes first.
+    """
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {size} octets")
+        data += chunk
+    return data
+
+
 def without_recursion(args: Sequence[str], recursion: bool = False) -> list[str]:
     """
     C{args} with C{--no-recursion} added, unless they choose a source of

@@ -53,7 +53,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from tests.support import DnstlsProcess, KnotProcess, require_tool
+from tests.support import DnstlsProcess, KnotProcess, recv_exact, require_tool
 
 QUERY_ID = 0x4A2B
 TIMEOUT = 3.0
@@ -279,21 +279,8 @@ def exchange(wire: bytes, address: tuple[str, int], transport: str) -> bytes:
             return reply
     with socket.create_connection(address, timeout=TIMEOUT) as sock:
         sock.sendall(struct.pack("!H", len(wire)) + wire)
-        (length,) = struct.unpack("!H", _read_exactly(sock, 2))
-        return _read_exactly(sock, length)
-
-
-def _read_exactly(sock: socket.socket, count: int) -> bytes:
-    """
-    Read exactly C{count} octets from a stream socket.
-    """
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {count} octets")
-        data += chunk
-    return data
+        (length,) = struct.unpack("!H", recv_exact(sock, 2))
+        return recv_exact(sock, length)
 
 
 @dataclass(frozen=True)

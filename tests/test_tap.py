@@ -142,6 +142,10 @@ def test_repeatable_listen_and_zone() -> None:
             ["--root-hints", "--forward", "contradicts"],
         ),
         (["--no-recursion", "--root-hints", "hints"], ["--root-hints", "--no-recursion", "contradicts"]),
+        (
+            ["--starttls", "off", "--starttls-legacy-probe"],
+            ["--starttls-legacy-probe", "probe or any", "off"],
+        ),
     ],
 )
 def test_bad_options(capsys: pytest.CaptureFixture[str], args: list[str], words: list[str]) -> None:
@@ -232,6 +236,28 @@ def test_make_service() -> None:
         assert any(line.startswith(f"serving {count} zones: ") for line in lines), lines
         kinds = sorted(type(adopted[2]).__name__ for adopted in reactor.adoptedPorts)
         assert kinds == sorted([DNSDatagramProtocol.__name__, DNSStreamFactory.__name__])
+    finally:
+        service.stopService()
+
+
+@pytest.mark.parametrize(
+    ("args", "legacy_probe"),
+    [
+        ([], False),
+        (["--starttls-legacy-probe"], True),
+        (["--starttls", "any", "--starttls-legacy-probe"], True),
+    ],
+)
+def test_make_service_legacy_probe(tmp_path: Path, args: list[str], legacy_probe: bool) -> None:
+    """--starttls-legacy-probe reaches the TCP listener's upgrade; without it the upgrade is as before."""
+    reactor = MemoryReactorClock()
+    options = parse("--zones", str(ZONES), "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path), *args)
+    service = makeService(options, reactor=reactor)
+    service.startService()
+    try:
+        [factory] = [port[2] for port in reactor.adoptedPorts if isinstance(port[2], DNSStreamFactory)]
+        assert factory.upgrade is not None
+        assert factory.upgrade.legacy_probe is legacy_probe
     finally:
         service.stopService()
 

@@ -281,9 +281,10 @@ class DNSStreamProtocol(Protocol):
             self._start_idle()
             if self._first:
                 self._first = False
-                assert self.factory.upgrade is not None
+                upgrade = self.factory.upgrade
+                assert upgrade is not None
                 declined = faults is not None and faults.decline_upgrade
-                if not declined and should_upgrade(self.factory.upgrade.policy, message):
+                if not declined and should_upgrade(upgrade.policy, message, upgrade.legacy_probe):
                     # What the client sent after its first query is clear
                     # text it had no right to send: dropped, never answered.
                     self._upgrade(message)
@@ -558,11 +559,14 @@ class Upgrade:
     @ivar policy: when to upgrade.
     @ivar tls: the TLS policy, the same object the TLS port uses.
     @ivar idle_timeout: the idle timeout once upgraded.
+    @ivar legacy_probe: the probe without TO upgrades too, as getdns 0.5.1
+        sends it (C{--starttls-legacy-probe}, see L{dnstls.transport.upgrade}).
     """
 
     policy: UpgradePolicy
     tls: IOpenSSLServerConnectionCreator
     idle_timeout: float = DEFAULT_TLS_IDLE_TIMEOUT
+    legacy_probe: bool = False
 
 
 class ConnectionLimits:

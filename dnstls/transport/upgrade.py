@@ -40,6 +40,50 @@ Policies
   - C{any}: upgrade on any first query with TO=1 (the draft read
     literally); its normal answer carries TO=1.
   - C{off}: never upgrade; every reply has TO=0.
+
+The probe without TO (C{--starttls-legacy-probe})
+=================================================
+
+The one client the draft's implementation status names, getdns 0.5.1
+(2015, the last release with its STARTTLS transport: C{getdns_query -s -R}
+or C{-l S}), never sets TO ("TODO[TLS]: TO BIT" in C{src/stub.c}
+C{create_starttls_request}).  Its probe has RD=1 (every getdns query does,
+C{src/request-internal.c} C{network_req_init}) and, with the default
+settings, an OPT whose payload it rewrites to 65535 for TCP; with ID
+0xa0c7 it writes, in one call::
+
+    00 25                 length 37
+    a0 c7 01 00           ID, flags (QR=0, opcode QUERY, RD=1)
+    00 01 00 00 00 00 00 01   QDCOUNT 1, ARCOUNT 1
+    08 53 54 41 52 54 54 4c 53 00   "STARTTLS."
+    00 10 00 03           QTYPE TXT (16), QCLASS CH (3)
+    00 00 29 ff ff        OPT: root owner, type 41, payload 65535
+    00 00 00 00           extended RCODE 0, version 0, flags DO=0 TO=0
+    00 00                 no options
+
+(C{getdns_query -b 512} drops the OPT: length 26, ARCOUNT 0.)  It starts
+TLS when the reply (C{is_starttls_response}) has RCODE NOERROR in the
+header, ANCOUNT 1, and a first TXT in the answer section whose owner is
+the query name and whose RDATA, read as a domain name from its first
+octet on (the first string's length taken for a label's, a compression
+pointer followed) and past the RDATA into whatever follows, is that name
+too (labels compared without regard to case).  TXT C{"STARTTLS"} is
+C{08 STARTTLS}: the name ends only at the next zero octet, which is the
+root owner of the OPT after it; without an OPT the reply ends there and
+getdns reads past its end.  So the willing answer to a probe without OPT
+carries a second, empty string, C{"STARTTLS" ""}, whose length octet 0
+ends the name inside the record.  Any other answer (C{"NO_TLS"})
+leaves getdns in clear text on the same connection, or failing if TCP is
+not among its transports.
+
+With the switch, under C{probe} or C{any}, a first query that is the
+probe without TO (with or without an OPT of version 0, RD as the client
+likes) upgrades as the probe with TO does, and TO=1 goes in the reply's
+OPT when there is one.  No CO client sends the probe, with TO or without,
+so the switch leaves RFC 9824 alone; it is off by default because a
+client that asks the probe without wanting TLS (C{dig STARTTLS CH TXT
++tcp}) would get its answer and then a server that takes whatever it
+sends next for a TLS handshake.
 """
 
 from __future__ import annotations
@@ -93,11 +137,12 @@ def asks_upgrade(query: dns.message.Message) -> bool:
     return query.edns == 0 and bool(query.ednsflags & TO)
 
 
-def should_upgrade(policy: UpgradePolicy, wire: bytes) -> bool:
+def should_upgrade(policy: UpgradePolicy, wire: bytes, legacy_probe: bool = False) -> bool:
     """
     Whether the first query C{wire} of a TCP/53 connection upgrades it under
     C{policy}.  A message that does not parse as a single-question QUERY
-    (QR=0) with an OPT never does.
+    (QR=0) never does, nor one without an OPT of version 0 with TO=1
+    unless C{legacy_probe} lets the probe without TO upgrade too.
     """
     if policy is UpgradePolicy.OFF:
         return False
@@ -110,5 +155,5 @@ def should_upgrade(policy: UpgradePolicy, wire: bytes) -> bool:
     if len(query.question) != 1:
         return False
     if not asks_upgrade(query):
-        return False
+        return legacy_probe and query.edns <= 0 and is_probe(query)
     return policy is UpgradePolicy.ANY or is_probe(query)

@@ -34,7 +34,7 @@ from OpenSSL import crypto
 
 from dnstls.transport.framing import frame
 from tests.certs import Issuer, Leaf, make_ca, make_leaf
-from tests.support import ZONES, DnstlsProcess, require_tool, run_dnstls
+from tests.support import ZONES, DnstlsProcess, recv_exact, require_tool, run_dnstls
 
 #: Every socket operation gives up after this many seconds.
 TIMEOUT = 5.0
@@ -170,16 +170,6 @@ def tls_connect(
     except BaseException:
         sock.close()
         raise
-
-
-def recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {size} octets")
-        data += chunk
-    return data
 
 
 def read_wire(sock: socket.socket) -> bytes:

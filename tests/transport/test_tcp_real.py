@@ -19,7 +19,7 @@ import dns.rcode
 import pytest
 
 from dnstls.transport.framing import frame
-from tests.support import ZONES, DnstlsProcess, require_tool
+from tests.support import ZONES, DnstlsProcess, recv_exact, require_tool
 
 #: Every socket operation in this file gives up after this many seconds.
 TIMEOUT = 5.0
@@ -55,16 +55,6 @@ def connect(address: tuple[str, int]) -> socket.socket:
     sock.settimeout(TIMEOUT)
     sock.connect(address)
     return sock
-
-
-def recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {size} octets")
-        data += chunk
-    return data
 
 
 def read_reply(sock: socket.socket) -> dns.message.Message:

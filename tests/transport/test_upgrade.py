@@ -51,6 +51,45 @@ PROBE_REPLY_UNWILLING = bytes.fromhex(
     " 00 0029 04d0 0000 0000 0000"
 )
 
+#: The probe of getdns 0.5.1, as a build of it sent it to dnstls (ID 0xa0c7):
+#: RD=1, STARTTLS. CH TXT, an OPT with payload 65535 and no flags (no TO).
+GETDNS_PROBE = bytes.fromhex(
+    "a0c7 0100 0001 0000 0000 0001"
+    " 08 53 54 41 52 54 54 4c 53 00 0010 0003"
+    " 00 0029 ffff 0000 0000 0000"
+)
+#: ... and with C{getdns_query -b 512}: no OPT (ID 0xfdff).
+GETDNS_PROBE_NO_OPT = bytes.fromhex(
+    "fdff 0100 0001 0000 0000 0000"
+    " 08 53 54 41 52 54 54 4c 53 00 0010 0003"
+)
+#: What dnstls answers to L{GETDNS_PROBE} when it upgrades: AA, RD copied,
+#: TXT "STARTTLS", TO=1 in its OPT.
+GETDNS_REPLY_WILLING = bytes.fromhex(
+    "a0c7 8500 0001 0001 0000 0001"
+    " 08 53 54 41 52 54 54 4c 53 00 0010 0003"
+    " c00c 0010 0003 00000000 0009 08 53 54 41 52 54 54 4c 53"
+    " 00 0029 04d0 0000 4000 0000"
+)
+#: ... and to L{GETDNS_PROBE_NO_OPT}: TXT "STARTTLS" "", no OPT.
+GETDNS_REPLY_WILLING_NO_OPT = bytes.fromhex(
+    "fdff 8500 0001 0001 0000 0000"
+    " 08 53 54 41 52 54 54 4c 53 00 0010 0003"
+    " c00c 0010 0003 00000000 000a 08 53 54 41 52 54 54 4c 53 00"
+)
+#: What it answered (and answers without --starttls-legacy-probe) before.
+GETDNS_REPLY_UNWILLING = bytes.fromhex(
+    "a0c7 8500 0001 0001 0000 0001"
+    " 08 53 54 41 52 54 54 4c 53 00 0010 0003"
+    " c00c 0010 0003 00000000 0007 06 4e 4f 5f 54 4c 53"
+    " 00 0029 04d0 0000 0000 0000"
+)
+GETDNS_REPLY_UNWILLING_NO_OPT = bytes.fromhex(
+    "fdff 8500 0001 0001 0000 0000"
+    " 08 53 54 41 52 54 54 4c 53 00 0010 0003"
+    " c00c 0010 0003 00000000 0007 06 4e 4f 5f 54 4c 53"
+)
+
 
 @pytest.fixture(scope="module")
 def handler() -> Handler:
@@ -158,6 +197,39 @@ def test_should_upgrade(policy: UpgradePolicy, shape: str) -> None:
     assert should_upgrade(policy, wire) is expected[index]
 
 
+#: The shapes that --starttls-legacy-probe adds to those that upgrade,
+#: under probe and any (never under off).
+LEGACY: dict[str, bytes] = {
+    "getdns 0.5.1's probe": GETDNS_PROBE,
+    "getdns 0.5.1's probe without OPT": GETDNS_PROBE_NO_OPT,
+    "probe without TO": probe(to=False).to_wire(),
+    "probe without OPT": probe(use_edns=False).to_wire(),
+    "probe without TO, with DO": probe(to=False, want_dnssec=True).to_wire(),
+    "probe without TO in lower case": probe(to=False).to_wire().replace(b"STARTTLS", b"starttls"),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES) + list(LEGACY))
+@pytest.mark.parametrize(
+    "policy", [UpgradePolicy.OFF, UpgradePolicy.PROBE, UpgradePolicy.ANY], ids=lambda p: p.value
+)
+def test_should_upgrade_legacy_probe(policy: UpgradePolicy, shape: str) -> None:
+    """
+    With legacy_probe the probe without TO (with or without an OPT of version 0, RD either way)
+    upgrades under probe and any too; every other shape upgrades exactly as without it.
+    """
+    if shape in LEGACY:
+        wire, legacy = LEGACY[shape], policy is not UpgradePolicy.OFF
+        assert should_upgrade(policy, wire) is False
+    else:
+        wire, expected = SHAPES[shape]
+        index = [UpgradePolicy.OFF, UpgradePolicy.PROBE, UpgradePolicy.ANY].index(policy)
+        legacy = expected[index] or (
+            shape in ("probe without TO", "probe without OPT") and policy is not UpgradePolicy.OFF
+        )
+    assert should_upgrade(policy, wire, legacy_probe=True) is legacy
+
+
 def test_probe_bytes_parse_as_documented() -> None:
     """
     The probe bytes in the module docstring are STARTTLS. CH TXT, RD=0, EDNS 0, payload 1232, TO=1
@@ -249,6 +321,38 @@ def test_probe_reply_bytes(handler: Handler) -> None:
     """The reply to the documented probe is, byte for byte, the one a client developer can expect."""
     assert handler.handle(PROBE, QueryContext(Transport.TCP, PEER, upgrade=True)) == PROBE_REPLY_WILLING
     assert handler.handle(PROBE, TCP) == PROBE_REPLY_UNWILLING
+
+
+def test_getdns_probe_parses_as_documented() -> None:
+    """
+    getdns 0.5.1's probe, as the dnstls.transport.upgrade docstring spells it, is STARTTLS. CH TXT with RD=1,
+    payload 65535 and no EDNS flag.
+    """
+    query = dns.message.from_wire(GETDNS_PROBE)
+    assert query.flags == dns.flags.RD
+    assert is_probe(query)
+    assert query.edns == 0 and query.payload == 65535 and query.ednsflags == 0
+    assert query.options == ()
+    assert struct.pack("!H", len(GETDNS_PROBE)) == b"\x00\x25"
+    assert struct.pack("!H", len(GETDNS_PROBE_NO_OPT)) == b"\x00\x1a"
+
+
+def test_getdns_probe_reply_bytes(handler: Handler) -> None:
+    """
+    getdns 0.5.1's probe gets, byte for byte, TXT "STARTTLS" and TO=1 when it upgrades, and the same
+    NO_TLS reply as before otherwise.
+    """
+    assert handler.handle(GETDNS_PROBE, UPGRADING) == GETDNS_REPLY_WILLING
+    assert handler.handle(GETDNS_PROBE, TCP) == GETDNS_REPLY_UNWILLING
+
+
+def test_getdns_probe_without_opt_reply_bytes(handler: Handler) -> None:
+    """
+    Upgrading the probe without OPT, the TXT is "STARTTLS" "" (so that getdns's reading of it as a
+    name ends inside it) and there is no OPT; declining, it is the NO_TLS reply as before.
+    """
+    assert handler.handle(GETDNS_PROBE_NO_OPT, UPGRADING) == GETDNS_REPLY_WILLING_NO_OPT
+    assert handler.handle(GETDNS_PROBE_NO_OPT, TCP) == GETDNS_REPLY_UNWILLING_NO_OPT
 
 
 @pytest.mark.parametrize("context", [UDP, TCP, TLS], ids=["udp", "tcp", "tls"])

@@ -33,6 +33,7 @@ from dnstls.transport.framing import frame
 from dnstls.transport.protocol import DNSStreamFactory, DNSStreamProtocol, Upgrade
 from dnstls.transport.tls import TLSPolicy
 from dnstls.transport.upgrade import TO, UpgradePolicy
+from tests import getdns051
 from tests.support import ZONES
 from tests.tlsmemory import pem_certificate
 
@@ -196,9 +197,13 @@ class Client:
 
     def __init__(
         self, handler: Any, tls_policy: TLSPolicy, policy: UpgradePolicy | None, clock: Clock,
-        faults: Faults | None = None,
+        faults: Faults | None = None, legacy_probe: bool = False,
     ) -> None:
-        upgrade = Upgrade(policy, tls_policy, TLS_IDLE) if policy is not None else None
+        upgrade = (
+            Upgrade(policy, tls_policy, TLS_IDLE, legacy_probe=legacy_probe)
+            if policy is not None
+            else None
+        )
         self.factory = DNSStreamFactory(
             handler, clock, Transport.TCP, idle_timeout=TCP_IDLE,
             handshake_timeout=HANDSHAKE, upgrade=upgrade, faults=faults,
@@ -367,9 +372,10 @@ def addresses(reply: dns.message.Message) -> list[str]:
 
 
 def connect(
-    handler: Any, tls_policy: TLSPolicy, policy: UpgradePolicy | None, clock: Clock | None = None
+    handler: Any, tls_policy: TLSPolicy, policy: UpgradePolicy | None, clock: Clock | None = None,
+    legacy_probe: bool = False,
 ) -> Client:
-    return Client(handler, tls_policy, policy, clock or Clock())
+    return Client(handler, tls_policy, policy, clock or Clock(), legacy_probe=legacy_probe)
 
 
 def finish_upgrade(client: Client) -> None:
@@ -753,3 +759,131 @@ def test_fault_idle_timeout_survives_upgrade(handler: Handler, tls_policy: TLSPo
     clock.advance(3.1)
     client.pump()
     assert not client.open
+
+
+# --starttls-legacy-probe: the probe without TO, as getdns 0.5.1 sends it.
+
+
+def getdns_probe(ident: int = 0xA0C7, opt: bool = True) -> bytes:
+    """
+    getdns 0.5.1's probe: STARTTLS. CH TXT with RD=1 and, unless told otherwise, an OPT with
+    payload 65535 and no flags.
+    """
+    return getdns051.starttls_request(ident, opt)[2:]
+
+
+def edns_one_probe(ident: int) -> bytes:
+    """
+    STARTTLS. CH TXT with an OPT of EDNS version 1 and no TO: BADVERS.
+    """
+    query = dns.message.make_query("STARTTLS.", "TXT", "CH", use_edns=1)
+    query.id = ident
+    return query.to_wire()
+
+
+#: First exchanges under --starttls-legacy-probe: the queries sent one
+#: after another, and what the last reply must be: its TXT or address, TO
+#: in it (C{None}: no OPT at all), and whether TLS starts after it.
+LEGACY_MATRIX: dict[str, tuple[list[bytes], tuple[object, bool | None, bool]]] = {
+    "getdns probe": ([getdns_probe()], ([b"STARTTLS"], True, True)),
+    "getdns probe without OPT": ([getdns_probe(opt=False)], ([b"STARTTLS", b""], None, True)),
+    "probe without TO, RD=0": ([probe(to=False)], ([b"STARTTLS"], True, True)),
+    "probe with TO": ([probe()], ([b"STARTTLS"], True, True)),
+    "getdns probe as the second query": (
+        [ordinary(ident=1), getdns_probe()], ([b"NO_TLS"], False, False),
+    ),
+    "EDNS version 1 probe without TO, then getdns probe": (
+        [edns_one_probe(1), getdns_probe()], ([b"NO_TLS"], False, False),
+    ),
+    "ordinary query without TO": ([ordinary()], ("192.0.2.80", False, False)),
+}
+
+
+@pytest.mark.parametrize("shape", list(LEGACY_MATRIX))
+@pytest.mark.parametrize("policy", [UpgradePolicy.PROBE, UpgradePolicy.ANY], ids=lambda p: p.value)
+def test_legacy_matrix(handler: Handler, tls_policy: TLSPolicy, policy: UpgradePolicy, shape: str) -> None:
+    """
+    With --starttls-legacy-probe, a first query that is the probe, TO or not, gets STARTTLS in clear
+    and then TLS; the probe later on the connection, or another first query without TO, does not.
+    """
+    queries, (expect_answer, expect_to, expect_tls) = LEGACY_MATRIX[shape]
+    client = connect(handler, tls_policy, policy, legacy_probe=True)
+    for query in queries:
+        client.send(query)
+        [wire] = client.replies()
+        reply = parse(wire)
+        assert reply.id == parse(query).id
+    if isinstance(expect_answer, list):
+        assert txt(reply) == expect_answer
+    else:
+        assert addresses(reply) == [expect_answer]
+    if expect_to is None:
+        assert reply.edns < 0
+    else:
+        assert bool(reply.ednsflags & TO) is expect_to
+    assert bool(client.end.tls_started_at) is expect_tls
+    if expect_tls:
+        finish_upgrade(client)
+    else:
+        client.send(getdns_probe(ident=0x5555))
+        [wire] = client.replies()
+        assert txt(parse(wire)) == [b"NO_TLS"]
+        assert not client.end.tls_started_at
+
+
+def test_legacy_probe_off_by_default(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """Without --starttls-legacy-probe, getdns's probe gets NO_TLS with TO=0; the connection stays clear."""
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    client.send(getdns_probe())
+    [wire] = client.replies()
+    assert txt(parse(wire)) == [b"NO_TLS"]
+    assert parse(wire).ednsflags & TO == 0
+    assert not client.end.tls_started_at
+    client.send(ordinary(ident=0x2001))
+    assert addresses(parse(client.replies()[0])) == ["192.0.2.80"]
+
+
+def test_legacy_probe_never_under_off(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """A listener with policy off does not upgrade the probe without TO even if told to (tap refuses that)."""
+    client = connect(handler, tls_policy, UpgradePolicy.OFF, legacy_probe=True)
+    client.send(getdns_probe())
+    assert txt(parse(client.replies()[0])) == [b"NO_TLS"]
+    assert not client.end.tls_started_at
+
+
+@pytest.mark.parametrize("opt", [True, False], ids=["with OPT", "without OPT"])
+def test_legacy_probe_reply_passes_getdns_check(handler: Handler, tls_policy: TLSPolicy, opt: bool) -> None:
+    """The reply to getdns's probe, as sent on the wire, is a yes by getdns 0.5.1's is_starttls_response."""
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE, legacy_probe=True)
+    client.send(getdns_probe(opt=opt))
+    [wire] = client.replies()
+    assert getdns051.is_starttls_response(wire)
+
+
+def test_clear_text_after_legacy_probe_never_answered(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    Queries sent in clear in the same read as getdns's probe, and half a query after them, are
+    answered neither before nor after the handshake.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE, legacy_probe=True)
+    smuggled = frame(ordinary(ident=0x6661)) + frame(ordinary(ident=0x6662))[:9]
+    client.send_raw(frame(getdns_probe()) + smuggled)
+    [wire] = client.replies()
+    assert txt(parse(wire)) == [b"STARTTLS"]
+    assert client.clear == b""
+    finish_upgrade(client)
+    assert client.replies(inside=True) == []
+    assert client.replies() == []
+
+
+def test_clear_query_after_legacy_probe_closes(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A client that takes the STARTTLS reply for a no (as getdns would for a reply it misreads) and
+    asks in clear is disconnected, never answered in clear.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE, legacy_probe=True)
+    client.send(getdns_probe())
+    client.replies()
+    client.send(ordinary(ident=0x6661))
+    assert client.end.lost
+    assert client.clear == b"" or client.clear[:1] == b"\x15"

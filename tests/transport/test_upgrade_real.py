@@ -27,7 +27,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.support import ZONES, DnstlsProcess, require_tool
+from tests.support import ZONES, DnstlsProcess, recv_exact, require_tool
 
 NAME = "dns.example.test"
 TO = 0x4000
@@ -150,16 +150,6 @@ def connect(server: Server) -> socket.socket:
     sock = socket.create_connection(server.tcp, timeout=TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def recv_exact(sock: socket.socket | ssl.SSLSocket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError(f"closed after {len(data)} of {size} octets")
-        data += chunk
-    return data
 
 
 def read_framed(sock: socket.socket | ssl.SSLSocket) -> bytes:
