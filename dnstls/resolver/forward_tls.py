@@ -11,7 +11,8 @@ service-identity; or, when the upstream has SPKI pins
 
 Queries are pipelined on the connection: several may be in flight at
 once, each with an ID no other in-flight query on that connection has, and
-a reply is matched to its query by ID and question.  The connection is opened
+a reply is matched to its query by ID and question
+(L{dnstls.resolver.exchange.matching_reply}).  The connection is opened
 when the first query needs it and reused until either side closes it; a
 query in flight when the upstream closes the connection (an idle upstream
 may close at any time) is sent once more on a new connection.  A failed
@@ -43,11 +44,7 @@ from OpenSSL.crypto import X509
 from twisted.internet import ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import (
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
@@ -60,6 +57,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dnstls.certs import spki_pin
+from dnstls.resolver.exchange import Upstream, matching_reply, tcp_endpoint
 from dnstls.transport.framing import FrameDecoder, FramingError, frame
 from dnstls.transport.listen import parse_address
 from dnstls.transport.tls import ALPN_DOT
@@ -118,8 +116,7 @@ class TLSUpstream:
     pins: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        return f"{address}#{self.name}"
+        return f"{Upstream(self.host, self.port)}#{self.name}"
 
 
 def parse_tls_upstream(text: str) -> TLSUpstream:
@@ -263,8 +260,6 @@ class _DoTConnection(Protocol):
             del self.pending[query_id]
 
     def dataReceived(self, data: bytes) -> None:
-        from dnstls.resolver.forward import matching_reply
-
         try:
             messages = self.decoder.feed(data)
         except FramingError:
@@ -382,10 +377,9 @@ class TLSClient:
         waiting: Deferred[_DoTConnection] = Deferred()
         self._waiting.append(waiting)
         if len(self._waiting) == 1:
-            kind = TCP6ClientEndpoint if ":" in self.upstream.host else TCP4ClientEndpoint
             endpoint = wrapClientTLS(
                 self.options,
-                kind(self.reactor, self.upstream.host, self.upstream.port, timeout=self.timeout),
+                tcp_endpoint(self.reactor, self.upstream.host, self.upstream.port, self.timeout),
             )
             self.connections += 1
             connection = _DoTConnection(

@@ -4,7 +4,7 @@ Iterative resolution from the root hints (RFC 1034 5.3.3), used for names
 outside our zones when no forwarder is configured.
 
 L{Iterator.query} has the signature of L{dnstls.resolver.forward.Forwarder.query}, so
-L{dnstls.resolver.forward.Recursion} and its L{dnstls.resolver.cache.Cache} sit in front of
+L{dnstls.resolver.recursion.Recursion} and its L{dnstls.resolver.cache.Cache} sit in front of
 either.  For each question it starts at the closest enclosing zone cut it
 knows (its L{InfraCache} of NS sets and addresses, else the root hints),
 follows referrals, uses in-bailiwick glue, resolves the names of glueless
@@ -97,9 +97,10 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from dnstls.resolver.cache import Answer
-from dnstls.resolver.forward import ForwardError
+from dnstls.resolver.exchange import Timeout
 from dnstls.resolver.infracache import InfraCache, Rank
-from dnstls.resolver.nsquery import NameServerQueries, Timeout
+from dnstls.resolver.nsquery import NameServerQueries
+from dnstls.resolver.recursion import ForwardError
 from dnstls.resolver.roothints import RootHints
 
 #: Seconds to wait for one server address before trying the next.

@@ -24,14 +24,11 @@ import dns.rrset
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
-from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python.failure import Failure
 
 from dnstls.acl import DEFAULT_ALLOW, AccessList
 from dnstls.resolver.cache import Answer, Cache
-from dnstls.resolver.forward import ForwardError, Recursion
 from dnstls.resolver.infracache import DOWN_FOR, MAX_NEGATIVE_TTL, UNKNOWN_RTT, InfraCache, Rank
 from dnstls.resolver.iterate import (
     MAX_MINIMISE_COUNT,
@@ -44,7 +41,7 @@ from dnstls.resolver.iterate import (
     minimised,
     overflows,
 )
-from dnstls.resolver.nsquery import Busy, NameServerQueries
+from dnstls.resolver.recursion import ForwardError, Recursion
 from dnstls.resolver.roothints import load_root_hints, parse_root_hints
 from tests import dnstree
 from tests.dnstree import Tree, running_tree
@@ -495,49 +492,6 @@ async def test_concurrent_identical_questions_coalesced(fresh: Tree) -> None:
     assert fresh.queries("leaf.test.") == [("www.leaf.test.", "A", "udp")]
 
 
-class _Stop(Exception):
-    """A question's work bound, in the test below."""
-
-
-def test_waiting_question_not_failed_by_the_senders_bound() -> None:
-    """A question waiting for another's identical upstream query is not failed by the other's work bound."""
-
-    gates: list[defer.Deferred[None]] = [defer.Deferred(), defer.Deferred()]
-    waiting = list(gates)
-
-    class Scripted(NameServerQueries):
-        """Each query waits for the test, then spends once more (an EDNS fallback)."""
-
-        async def _send(self, *args: Any) -> dns.message.Message:
-            await waiting.pop(0)
-            args[-1]()
-            return reply
-
-    def budget(allowed: int) -> Any:
-        spent = []
-
-        def spend() -> None:
-            if len(spent) == allowed:
-                raise _Stop()
-            spent.append(1)
-        return spend
-
-    name = dns.name.from_text("noedns.poison.test.")
-    reply = dns.message.make_response(dns.message.make_query(name, A))
-    queries = Scripted(MemoryReactorClock(), InfraCache(Clock()), 1.0)
-    sender = defer.ensureDeferred(queries.ask("192.0.2.1", name, A, False, False, budget(1)))
-    waiter = defer.ensureDeferred(queries.ask("192.0.2.1", name, A, False, False, budget(2)))
-    failures: list[Failure] = []
-    sender.addErrback(failures.append)
-    gates[0].callback(None)
-    assert len(failures) == 1 and failures[0].check(_Stop)
-    assert not waiter.called  # it sent the query again, on its own budget
-    gates[1].callback(None)
-    got: list[dns.message.Message] = []
-    waiter.addCallback(got.append)
-    assert got == [reply]
-
-
 @pytest_twisted.ensureDeferred
 async def test_delegations_cached(fresh: Tree) -> None:
     """A second name in a known zone goes straight to that zone's server."""
@@ -682,34 +636,6 @@ async def test_missing_name_server_addresses_remembered(fresh: Tree) -> None:
     await failure_of(resolve(resolver, "nothing.fan.test."))
     second = [n for n, _, _ in fresh.queries("example.") if n.startswith("f")]
     assert second == ["f3.example.", "f4.example.", "f5.example."]
-
-
-def test_close_abandons_tcp_connections_being_made() -> None:
-    """close() fails a TCP query whose connection is still being made, instead of leaving it pending."""
-    memory = MemoryReactorClock()
-    queries = NameServerQueries(memory, InfraCache(memory), 30.0)
-    query = dns.message.make_query("big.tc.test.", "TXT")
-    waiting = defer.ensureDeferred(queries._tcp("192.0.2.1", query))
-    assert len(memory.tcpClients) == 1 and not waiting.called
-    failures: list[Failure] = []
-    waiting.addErrback(failures.append)
-    queries.close()
-    assert len(failures) == 1 and failures[0].check(ConnectingCancelledError)
-
-
-def test_upstream_sockets_bounded() -> None:
-    """Past max_in_flight open upstream sockets a query fails at once instead of opening another."""
-    memory = MemoryReactorClock()
-    queries = NameServerQueries(memory, InfraCache(memory), 30.0, max_in_flight=1)
-    query = dns.message.make_query("big.tc.test.", "TXT")
-    first = defer.ensureDeferred(queries._tcp("192.0.2.1", query))
-    second = defer.ensureDeferred(queries._tcp("192.0.2.2", query))
-    failures: list[Failure] = []
-    second.addErrback(failures.append)
-    assert len(failures) == 1 and failures[0].check(Busy)
-    assert len(memory.tcpClients) == 1 and not first.called
-    first.addErrback(lambda _: None)
-    queries.close()
 
 
 def test_nothing_sent_at_start() -> None:
