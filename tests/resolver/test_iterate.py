@@ -30,17 +30,8 @@ from twisted.internet.testing import MemoryReactorClock
 from dnstls.acl import DEFAULT_ALLOW, AccessList
 from dnstls.resolver.cache import Answer, Cache
 from dnstls.resolver.infracache import DOWN_FOR, MAX_NEGATIVE_TTL, UNKNOWN_RTT, InfraCache, Rank
-from dnstls.resolver.iterate import (
-    MAX_MINIMISE_COUNT,
-    MAX_NS_PER_ZONE,
-    MINIMISE_ONE_LAB,
-    PRIME_RETRY,
-    Iterator,
-    classify,
-    local_address,
-    minimised,
-    overflows,
-)
+from dnstls.resolver.iterate import MAX_NS_PER_ZONE, Iterator
+from dnstls.resolver.priming import PRIME_RETRY
 from dnstls.resolver.recursion import ForwardError, Recursion
 from dnstls.resolver.roothints import load_root_hints, parse_root_hints
 from tests import dnstree
@@ -164,18 +155,6 @@ async def test_minimisation_falls_back_to_the_full_name(fresh: Tree) -> None:
     ]
 
 
-def test_minimisation_steps_are_bounded() -> None:
-    """A long name is reached in at most MAX_MINIMISE_COUNT minimised steps, the first ones one label each."""
-    name = dns.name.from_text(".".join(f"l{i}" for i in range(30)) + ".example.")
-    known, asked = dns.name.from_text("example."), []
-    while known != name:
-        known = minimised(name, known, len(asked))
-        asked.append(known)
-    assert len(asked) <= MAX_MINIMISE_COUNT + 1
-    assert [len(n) for n in asked[:MINIMISE_ONE_LAB]] == [3, 4, 5, 6]
-    assert asked[-1] == name
-
-
 @pytest_twisted.ensureDeferred
 async def test_glueless_delegation(fresh: Tree) -> None:
     """A zone whose servers are named in another TLD resolves through that TLD."""
@@ -215,33 +194,6 @@ async def test_cname_or_any_question_below_a_dname(fresh: Tree, rdtype: int) -> 
         "old.dname.test. DNAME leaf.test.",
         "www.old.dname.test. CNAME www.leaf.test.",
     ]
-
-
-def test_yxdomain_only_with_an_overflowing_dname() -> None:
-    """YXDOMAIN is an answer only with a DNAME on the chain from the name; without one it is a failure."""
-    long_target = ".".join(c * 63 for c in "xyz") + ".test."
-    qname = dns.name.from_text("a" * 60 + ".alias.test.")
-    zone = dns.name.from_text("test.")
-
-    def reply(*records: str) -> dns.message.Message:
-        message = dns.message.make_response(dns.message.make_query(qname, A))
-        message.flags |= dns.flags.AA
-        message.set_rcode(dns.rcode.YXDOMAIN)
-        for record in records:
-            name, ttl, rdtype, target = record.split()
-            message.answer.append(dns.rrset.from_text(name, int(ttl), "IN", rdtype, target))
-        return message
-
-    direct = reply(f"alias.test. 300 DNAME {long_target}")
-    assert overflows(direct, qname) and classify(direct, zone, qname) == "answer"
-    # through a CNAME to a name below the DNAME
-    other = dns.name.from_text("a" * 60 + ".other.test.")
-    chained = reply(f"{other} 300 CNAME {'a' * 60}.long.test.", f"long.test. 300 DNAME {long_target}")
-    assert overflows(chained, other) and classify(chained, zone, other) == "answer"
-    bogus = reply()
-    assert not overflows(bogus, qname) and classify(bogus, zone, qname) is None
-    elsewhere = reply(f"unrelated.test. 300 DNAME {long_target}")
-    assert not overflows(elsewhere, qname)
 
 
 @pytest_twisted.ensureDeferred
@@ -321,38 +273,6 @@ async def test_upward_referral_is_lame(fresh: Tree) -> None:
     answer = await resolve(resolver, "nothing.upward.test.")
     assert answer.rcode == dns.rcode.NXDOMAIN
     assert fresh.poison.queries == []
-
-
-def test_lame_replies_classified() -> None:
-    """Upward and sideways referrals and answers without AA are lame; a referral down is not, AA or not."""
-    zone = dns.name.from_text("test.")
-    qname = dns.name.from_text("www.leaf.test.")
-
-    def reply(authority: str | None = None, answer: bool = False, aa: bool = False) -> dns.message.Message:
-        message = dns.message.make_response(dns.message.make_query(qname, A))
-        if aa:
-            message.flags |= dns.flags.AA
-        if authority is not None:
-            message.authority.append(dns.rrset.from_text(authority, 300, "IN", "NS", "ns.x."))
-        if answer:
-            message.answer.append(dns.rrset.from_text(qname, 300, "IN", "A", "192.0.2.1"))
-        return message
-
-    assert classify(reply("leaf.test."), zone, qname) == "referral"
-    assert classify(reply("."), zone, qname) is None  # upward
-    assert classify(reply("test."), zone, qname) is None  # to itself
-    assert classify(reply("other.test."), zone, qname) is None  # sideways
-    assert classify(reply(answer=True), zone, qname) is None  # answer without AA
-    assert classify(reply(answer=True, aa=True), zone, qname) == "answer"
-    assert classify(reply(), zone, qname) is None  # NODATA without AA
-    assert classify(reply("leaf.test.", aa=True), zone, qname) == "referral"  # AA by mistake
-    assert classify(reply("test.", aa=True), zone, qname) == "nodata"
-    assert classify(reply(".", aa=True), zone, qname) is None  # upward, AA set
-    assert classify(reply("other.test.", aa=True), zone, qname) is None  # sideways, AA set
-    # the parent answers DS: a referral to the DS owner is lame
-    leaf = dns.name.from_text("leaf.test.")
-    assert classify(reply("leaf.test."), zone, leaf, dns.rdatatype.DS) is None
-    assert classify(reply("leaf.test."), zone, leaf, dns.rdatatype.NS) == "referral"
 
 
 @pytest_twisted.ensureDeferred
@@ -792,20 +712,6 @@ async def test_question_out_of_time(fresh: Tree) -> None:
     assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
     assert fresh.queries(".") == [PRIMING]
     assert fresh.queries("test.") == []
-
-
-@pytest.mark.parametrize(
-    ("address", "local"),
-    [
-        ("127.0.0.1", True), ("127.53.1.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
-        ("0.0.0.0", True), ("0.1.2.3", True), ("::", True), ("224.0.0.1", True), ("ff02::1", True),
-        ("255.255.255.255", True), ("240.0.0.1", True), ("not an address", True),
-        ("192.0.2.1", False), ("10.0.0.1", False), ("2001:db8::1", False),
-    ],
-)
-def test_local_addresses(address: str, local: bool) -> None:
-    """Loopback, unspecified, multicast, broadcast and reserved addresses are this host's or none's."""
-    assert local_address(address) is local
 
 
 @pytest_twisted.ensureDeferred
