@@ -29,8 +29,9 @@ from twisted.logger import Logger
 
 from dnstls.resolver.cache import Answer
 from dnstls.resolver.exchange import Exchanger, Timeout, Upstream, make_query, within
-from dnstls.resolver.forward_tls import TLSClient, TLSUpstream
+from dnstls.resolver.forward_tls import TLSClient
 from dnstls.resolver.recursion import ForwardError
+from dnstls.resolver.tlsupstream import TLSUpstream
 from dnstls.transport.listen import parse_address
 
 #: Seconds to wait for one upstream before trying the next.
