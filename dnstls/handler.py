@@ -49,7 +49,7 @@ from twisted.python.failure import Failure
 from dnstls.chaos import Chaos
 from dnstls.render import render
 from dnstls.resolver.cache import Answer
-from dnstls.resolver.forward import ForwardError, Recursion
+from dnstls.resolver.recursion import ForwardError, Recursion
 from dnstls.testing.querylog import TLSInfo
 from dnstls.transport.upgrade import PROBE_NAME, TO, UNWILLING, WILLING, is_probe
 from dnstls.wire import QR, Header, has_opt, parse_header

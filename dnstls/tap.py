@@ -28,10 +28,11 @@ from dnstls.chaos import Chaos
 from dnstls.errors import StartupError
 from dnstls.handler import Answerer, Handler, Transport
 from dnstls.resolver.cache import DEFAULT_MAX_TTL, DEFAULT_SIZE, Cache
-from dnstls.resolver.forward import DEFAULT_TIMEOUT, Forwarder, Recursion, Source, parse_upstream
-from dnstls.resolver.forward_tls import TLSUpstream, load_trust_root, parse_pin, parse_tls_upstream
+from dnstls.resolver.forward import DEFAULT_TIMEOUT, Forwarder, parse_upstream
 from dnstls.resolver.iterate import Iterator
+from dnstls.resolver.recursion import Recursion, Source
 from dnstls.resolver.roothints import load_root_hints
+from dnstls.resolver.tlsupstream import TLSUpstream, load_trust_root, parse_pin, parse_tls_upstream
 from dnstls.server import CredentialSources, ServerService, default_state_dir
 from dnstls.testing.control import ControlFactory
 from dnstls.testing.faults import FaultInjector, Faults

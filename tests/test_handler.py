@@ -26,7 +26,7 @@ from dnstls.acl import DEFAULT_ALLOW, AccessList
 from dnstls.chaos import Chaos
 from dnstls.handler import Handler, QueryContext, Transport
 from dnstls.resolver.cache import Answer, Cache
-from dnstls.resolver.forward import Recursion
+from dnstls.resolver.recursion import Recursion
 from dnstls.tap import load_store
 from tests.support import ZONES
 

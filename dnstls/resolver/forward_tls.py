@@ -2,16 +2,13 @@
 """
 Forwarding over DNS over TLS (C{--forward-tls HOST:PORT#NAME}, RFC 7858).
 
-Each upstream gets one persistent TLS connection (TLS 1.2 or later, SNI
-C{NAME}, ALPN C{dot}), whose certificate must be valid for C{NAME} under the
-roots of C{--forward-tls-ca} (the system's by default), checked by
-service-identity; or, when the upstream has SPKI pins
-(C{--forward-tls-pin}), whose public key must hash to one of them (RFC
-7858 4.2), whatever signed it and whatever name it carries.
+Each upstream gets one persistent TLS connection, authenticated by its
+name or its SPKI pins (L{dnstls.resolver.tlsupstream}).
 
 Queries are pipelined on the connection: several may be in flight at
 once, each with an ID no other in-flight query on that connection has, and
-a reply is matched to its query by ID and question.  The connection is opened
+a reply is matched to its query by ID and question
+(L{dnstls.resolver.exchange.matching_reply}).  The connection is opened
 when the first query needs it and reused until either side closes it; a
 query in flight when the upstream closes the connection (an idle upstream
 may close at any time) is sent once more on a new connection.  A failed
@@ -27,31 +24,18 @@ shutdown.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import dns.edns
 import dns.message
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL
-from OpenSSL.crypto import X509
-from twisted.internet import ssl
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import (
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
-    IOpenSSLClientConnectionCreator,
     IReactorTime,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -59,10 +43,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dnstls.certs import spki_pin
+from dnstls.resolver.exchange import matching_reply, tcp_endpoint
+from dnstls.resolver.tlsupstream import TLSUpstream, client_tls
 from dnstls.transport.framing import FrameDecoder, FramingError, frame
-from dnstls.transport.listen import parse_address
-from dnstls.transport.tls import ALPN_DOT
 
 #: RFC 8467 4.1: clients pad queries to a multiple of 128 octets.
 QUERY_PADDING = 128
@@ -101,107 +84,6 @@ def idle_close_delay(timeout: float) -> float:
     halfway for a short one, so that we close first.
     """
     return max(0.0, timeout - min(1.0, timeout / 2))
-
-
-@dataclass(frozen=True)
-class TLSUpstream:
-    """
-    An upstream resolver reached over DNS over TLS, and the name its
-    certificate must carry.
-    """
-
-    host: str
-    port: int
-    name: str
-    #: base64 SHA-256 SPKI pins; when there are any, they authenticate the
-    #: upstream instead of the CA and the name.
-    pins: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        return f"{address}#{self.name}"
-
-
-def parse_tls_upstream(text: str) -> TLSUpstream:
-    """
-    Parse C{HOST:PORT#NAME} (IPv6 in brackets).
-
-    @raise ValueError: with a message for the operator.
-    """
-    address_text, hash_sign, name = text.partition("#")
-    name = name.strip().rstrip(".")
-    if not hash_sign or not name:
-        raise ValueError(f"{text!r}: give the name the upstream's certificate is for: HOST:PORT#NAME")
-    address = parse_address(address_text)
-    if address.port == 0:
-        raise ValueError(f"{text!r}: an upstream needs a port other than 0")
-    return TLSUpstream(address.host, address.port, name)
-
-
-def load_trust_root(path: str | None) -> IOpenSSLTrustRoot:
-    """
-    The roots in the PEM file at C{path}, or the system's for C{None}.
-
-    @raise ValueError: if the file cannot be read or holds no certificate.
-    """
-    trust: IOpenSSLTrustRoot
-    if path is None:
-        trust = ssl.platformTrust()
-        return trust
-    try:
-        certificates = x509.load_pem_x509_certificates(Path(path).read_bytes())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: no PEM certificates ({e})") from None
-    trust = ssl.trustRootFromCertificates(
-        [ssl.Certificate.loadPEM(c.public_bytes(Encoding.PEM)) for c in certificates]
-    )
-    return trust
-
-
-def parse_pin(text: str) -> str:
-    """
-    A base64 SHA-256 SPKI pin, checked.
-
-    @raise ValueError: if it is not 32 bytes in base64.
-    """
-    try:
-        raw = base64.b64decode(text.strip(), validate=True)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise ValueError(f"{text!r} is not a base64 SHA-256 SPKI pin")
-    return base64.b64encode(raw).decode("ascii")
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _PinnedClientTLS:
-    """
-    Client TLS that authenticates the server by the SPKI pin of its
-    certificate, sending SNI and offering ALPN C{dot}.
-    """
-
-    def __init__(self, name: str, pins: tuple[str, ...]) -> None:
-        self.name = name
-        self.pins = frozenset(pins)
-        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-        context.set_min_proto_version(SSL.TLS1_2_VERSION)
-        context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
-        context.set_alpn_protos([ALPN_DOT])
-        context.set_verify(SSL.VERIFY_PEER, self._verify)
-        self.context = context
-
-    def _verify(
-        self, connection: SSL.Connection, certificate: X509, errno: int, depth: int, ok: int
-    ) -> bool:
-        if depth != 0:
-            return True
-        return spki_pin(certificate.to_cryptography()) in self.pins
-
-    def clientConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
-        connection = SSL.Connection(self.context, None)
-        connection.set_tlsext_host_name(self.name.encode("idna"))
-        connection.set_connect_state()
-        return connection
 
 
 class UpstreamClosed(ConnectionError):
@@ -263,8 +145,6 @@ class _DoTConnection(Protocol):
             del self.pending[query_id]
 
     def dataReceived(self, data: bytes) -> None:
-        from dnstls.resolver.forward import matching_reply
-
         try:
             messages = self.decoder.feed(data)
         except FramingError:
@@ -357,16 +237,7 @@ class TLSClient:
     ) -> None:
         self.upstream = upstream
         self.reactor = reactor
-        self.options: IOpenSSLClientConnectionCreator
-        if upstream.pins:
-            self.options = _PinnedClientTLS(upstream.name, upstream.pins)
-        else:
-            self.options = ssl.optionsForClientTLS(
-                upstream.name,
-                trustRoot=trust,
-                acceptableProtocols=[ALPN_DOT],
-                extraCertificateOptions={"raiseMinimumTo": ssl.TLSVersion.TLSv1_2},
-            )
+        self.options = client_tls(upstream, trust)
         self.timeout = timeout
         self._connection: _DoTConnection | None = None
         self._waiting: list[Deferred[_DoTConnection]] = []
@@ -382,10 +253,9 @@ class TLSClient:
         waiting: Deferred[_DoTConnection] = Deferred()
         self._waiting.append(waiting)
         if len(self._waiting) == 1:
-            kind = TCP6ClientEndpoint if ":" in self.upstream.host else TCP4ClientEndpoint
             endpoint = wrapClientTLS(
                 self.options,
-                kind(self.reactor, self.upstream.host, self.upstream.port, timeout=self.timeout),
+                tcp_endpoint(self.reactor, self.upstream.host, self.upstream.port, self.timeout),
             )
             self.connections += 1
             connection = _DoTConnection(

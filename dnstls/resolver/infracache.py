@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.resolver.test_iterate -*-
+# -*- test-case-name: tests.resolver.test_infracache -*-
 """
 The iterative resolver's infrastructure cache: the NS sets and addresses
 it has learnt (delegations and glue), and what it knows of each server

@@ -1,17 +1,19 @@
-# -*- test-case-name: tests.resolver.test_iterate -*-
+# -*- test-case-name: tests.resolver.test_nsquery -*-
 """
 One query to one authoritative name server, for the iterative resolver
 (L{dnstls.resolver.iterate}).
 
-Over UDP from a new socket with a random source port and a random ID
-(L{dnstls.resolver.forward.make_query}), RD=0, EDNS (with DO when the client asked
-for it) unless the server is known not to take it; only a reply that
-matches the question counts (L{dnstls.resolver.forward.matching_reply}).  TC=1 asks
-again over TCP.  No reply within C{timeout} seconds is L{Timeout}; an ICMP
-port unreachable or a refused TCP connection is a C{ConnectionError}, and
-so is L{Busy}: at most L{MAX_IN_FLIGHT} upstream sockets are open at once.  A
-server that answers FORMERR or NOTIMP to EDNS is asked again without it,
-and remembered in the L{InfraCache}, as is its smoothed round-trip time.
+The query has RD=0 and EDNS (with DO when the client asked for it) unless
+the server is known not to take it; it is sent as every upstream query is
+(L{dnstls.resolver.exchange}: over UDP from a new socket with a random
+source port and a random ID, only a reply that matches the question
+counting, and again over TCP on TC=1, that retry charged to the question).
+No reply within C{timeout} seconds is L{Timeout}, and so is a TCP
+connection not taken in that time; an ICMP port unreachable or a refused
+TCP connection is a C{ConnectionError}, and so is L{Busy}: at most
+L{MAX_IN_FLIGHT} upstream sockets are open at once.  A server that answers
+FORMERR or NOTIMP to EDNS is asked again without it, and remembered in the
+L{InfraCache}, as is its smoothed round-trip time.
 Identical queries to one server in flight at once are sent once (a
 question waiting for another's query sends it itself when the other's
 work bound stops it).
@@ -28,15 +30,13 @@ import dns.name
 import dns.rcode
 import dns.rdataclass
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
-from twisted.internet.error import TCPTimedOutError
-from twisted.internet.error import TimeoutError as ConnectTimeout
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dnstls.resolver.forward import Upstream, _TCPExchange, _UDPExchange, make_query
+from dnstls.resolver.exchange import Busy as Busy
+from dnstls.resolver.exchange import Exchanger, Upstream, make_query
+from dnstls.resolver.exchange import Timeout as Timeout
 from dnstls.resolver.infracache import InfraCache
-from dnstls.resolver.udpsocket import ConnectedUDP
 
 #: Upstream sockets (UDP and TCP) open at once, at most; a query past that
 #: fails at once with L{Busy}, so that a flood of questions cannot use up
@@ -45,18 +45,6 @@ MAX_IN_FLIGHT = 500
 
 #: RCODEs with which a server may be saying that it does not take EDNS.
 _NO_EDNS = (dns.rcode.FORMERR, dns.rcode.NOTIMP)
-
-
-class Timeout(Exception):
-    """
-    The server did not answer in time.
-    """
-
-
-class Busy(ConnectionError):
-    """
-    Too many upstream queries are in flight to send another.
-    """
 
 
 class _Retry(Exception):
@@ -73,7 +61,8 @@ class NameServerQueries:
     @ivar infra: where each server's RTT and EDNS support are kept.
     @ivar timeout: seconds to wait for one answer (per transport).
     @ivar port: the servers' port (53 but in tests).
-    @ivar max_in_flight: the most upstream sockets open at once.
+    @ivar exchanger: what sends the queries, and bounds the sockets open
+        at once.
     """
 
     log = Logger()
@@ -90,10 +79,11 @@ class NameServerQueries:
         self.infra = infra
         self.timeout = timeout
         self.port = port
-        self.max_in_flight = max_in_flight
+        self.exchanger = Exchanger(
+            reactor, timeout, max_in_flight=max_in_flight, round_trips=infra,
+            connect_timeout_is_silence=True,
+        )
         self._inflight: dict[tuple[Any, ...], list[Deferred[dns.message.Message]]] = {}
-        self._open: set[Any] = set()
-        self._connecting: set[Deferred[Any]] = set()
 
     async def ask(
         self,
@@ -151,14 +141,7 @@ class NameServerQueries:
         Abandon every query in flight, TCP connections being made too:
         each fails at once.
         """
-        for connecting in list(self._connecting):
-            connecting.cancel()
-        for each in list(self._open):
-            if hasattr(each, "stopListening"):
-                each.stopListening()
-            else:
-                each.loseConnection()
-        self._open.clear()
+        self.exchanger.close()
 
     async def _send(
         self,
@@ -169,92 +152,20 @@ class NameServerQueries:
         cd: bool,
         spend: Callable[[], None],
     ) -> dns.message.Message:
+        # over UDP, and over TCP when truncated (another query for spend);
+        # a server that answered over UDP is not silent, so a TCP failure
+        # fails this query only
+        server = Upstream(address, self.port)
         edns = self.infra.edns(address)
-        reply = await self._timed(address, _query(qname, qtype, do, cd, edns), spend)
+        reply = await self.exchanger.ask(server, _query(qname, qtype, do, cd, edns), spend)
         if edns and reply.rcode() in _NO_EDNS:
             spend()
-            plain = await self._timed(address, _query(qname, qtype, do, cd, False), spend)
+            plain = await self.exchanger.ask(server, _query(qname, qtype, do, cd, False), spend)
             if plain.rcode() not in _NO_EDNS:
                 self.log.info("{address} does not take EDNS", address=address)
                 self.infra.no_edns(address)
             reply = plain
         return reply
-
-    async def _timed(
-        self, address: str, query: dns.message.Message, spend: Callable[[], None]
-    ) -> dns.message.Message:
-        """
-        Send C{query} over UDP, and over TCP when the reply is truncated
-        (another query for C{spend}), keeping the server's RTT.
-        """
-        started = self.reactor.seconds()
-        try:
-            reply = await self._udp(address, query)
-        except Timeout:
-            self.infra.timed_out(address, self.timeout)
-            raise
-        self.infra.answered(address, self.reactor.seconds() - started)
-        if reply.flags & dns.flags.TC:
-            # a server that answered over UDP is not silent: a TCP failure
-            # fails this query only
-            spend()
-            reply = await self._tcp(address, query)
-        return reply
-
-    async def _within(self, waiting: Deferred[dns.message.Message]) -> dns.message.Message:
-        def expire() -> None:
-            if not waiting.called:
-                waiting.errback(Timeout())
-
-        timer = self.reactor.callLater(self.timeout, expire)
-        try:
-            reply: dns.message.Message = await waiting
-            return reply
-        finally:
-            if timer.active():
-                timer.cancel()
-
-    def _room(self) -> None:
-        """
-        @raise Busy: when no other upstream socket may be opened now.
-        """
-        if len(self._open) + len(self._connecting) >= self.max_in_flight:
-            raise Busy(f"{self.max_in_flight} upstream queries in flight already")
-
-    async def _udp(self, address: str, query: dns.message.Message) -> dns.message.Message:
-        self._room()
-        self.infra.probing(address)
-        exchange = _UDPExchange(query, Upstream(address, self.port))
-        port = ConnectedUDP(self.reactor, exchange, address, self.port)
-        self._open.add(port)
-        try:
-            return await self._within(exchange.done)
-        finally:
-            self._open.discard(port)
-            port.stopListening()
-
-    async def _tcp(self, address: str, query: dns.message.Message) -> dns.message.Message:
-        self._room()
-        kind = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
-        endpoint = kind(self.reactor, address, self.port, timeout=self.timeout)
-        exchange = _TCPExchange(query)
-        connecting = connectProtocol(endpoint, exchange)
-        self._connecting.add(connecting)
-        try:
-            await connecting
-        except (ConnectTimeout, TCPTimedOutError) as e:
-            # no SYN-ACK within the timeout: a silent server, like one that
-            # does not answer over UDP
-            raise Timeout() from e
-        finally:
-            self._connecting.discard(connecting)
-        assert exchange.transport is not None
-        self._open.add(exchange.transport)
-        try:
-            return await self._within(exchange.done)
-        finally:
-            self._open.discard(exchange.transport)
-            exchange.transport.loseConnection()
 
 
 def _query(qname: dns.name.Name, qtype: int, do: bool, cd: bool, edns: bool) -> dns.message.Message:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.resolver.test_iterate -*-
+# -*- test-case-name: tests.resolver.test_roothints -*-
 """
 Root hints: the names and addresses of the root name servers an iterative
 resolver starts from (C{--root-hints FILE}; IANA's C{named.root}, shipped as

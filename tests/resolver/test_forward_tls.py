@@ -27,13 +27,7 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from dnstls.resolver.forward_tls import (
-    QUERY_PADDING,
-    TLSUpstream,
-    _DoTConnection,
-    keepalive_query,
-    parse_tls_upstream,
-)
+from dnstls.resolver.forward_tls import QUERY_PADDING, _DoTConnection, keepalive_query
 from dnstls.tap import Options
 from dnstls.testing import TestServer, start_server
 from tests.certs import make_ca, make_leaf
@@ -83,17 +77,6 @@ def ask(server: DnstlsProcess, name: str, rdtype: str = "A") -> dns.message.Mess
 
 def dns_queries(upstream: TestServer) -> list[dict[str, object]]:
     return [q for q in upstream.queries() if str(q["name"]).endswith("example.test.")]
-
-
-def test_parse_tls_upstream() -> None:
-    """HOST:PORT#NAME names the address and the certificate's name; the name is required."""
-    assert parse_tls_upstream("127.0.0.1:853#dns.example.test") == TLSUpstream(
-        "127.0.0.1", 853, "dns.example.test"
-    )
-    assert parse_tls_upstream("[::1]:853#a.test").host == "::1"
-    for bad in ("127.0.0.1:853", "127.0.0.1:853#", "127.0.0.1:0#a.test", "nohost#a.test"):
-        with pytest.raises(ValueError):
-            parse_tls_upstream(bad)
 
 
 def test_options_keep_forward_order() -> None:

@@ -24,27 +24,15 @@ import dns.rrset
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
-from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python.failure import Failure
 
 from dnstls.acl import DEFAULT_ALLOW, AccessList
 from dnstls.resolver.cache import Answer, Cache
-from dnstls.resolver.forward import ForwardError, Recursion
-from dnstls.resolver.infracache import DOWN_FOR, MAX_NEGATIVE_TTL, UNKNOWN_RTT, InfraCache, Rank
-from dnstls.resolver.iterate import (
-    MAX_MINIMISE_COUNT,
-    MAX_NS_PER_ZONE,
-    MINIMISE_ONE_LAB,
-    PRIME_RETRY,
-    Iterator,
-    classify,
-    local_address,
-    minimised,
-    overflows,
-)
-from dnstls.resolver.nsquery import Busy, NameServerQueries
+from dnstls.resolver.infracache import InfraCache, Rank
+from dnstls.resolver.iterate import MAX_NS_PER_ZONE, Iterator
+from dnstls.resolver.priming import PRIME_RETRY
+from dnstls.resolver.recursion import ForwardError, Recursion
 from dnstls.resolver.roothints import load_root_hints, parse_root_hints
 from tests import dnstree
 from tests.dnstree import Tree, running_tree
@@ -167,18 +155,6 @@ async def test_minimisation_falls_back_to_the_full_name(fresh: Tree) -> None:
     ]
 
 
-def test_minimisation_steps_are_bounded() -> None:
-    """A long name is reached in at most MAX_MINIMISE_COUNT minimised steps, the first ones one label each."""
-    name = dns.name.from_text(".".join(f"l{i}" for i in range(30)) + ".example.")
-    known, asked = dns.name.from_text("example."), []
-    while known != name:
-        known = minimised(name, known, len(asked))
-        asked.append(known)
-    assert len(asked) <= MAX_MINIMISE_COUNT + 1
-    assert [len(n) for n in asked[:MINIMISE_ONE_LAB]] == [3, 4, 5, 6]
-    assert asked[-1] == name
-
-
 @pytest_twisted.ensureDeferred
 async def test_glueless_delegation(fresh: Tree) -> None:
     """A zone whose servers are named in another TLD resolves through that TLD."""
@@ -218,33 +194,6 @@ async def test_cname_or_any_question_below_a_dname(fresh: Tree, rdtype: int) -> 
         "old.dname.test. DNAME leaf.test.",
         "www.old.dname.test. CNAME www.leaf.test.",
     ]
-
-
-def test_yxdomain_only_with_an_overflowing_dname() -> None:
-    """YXDOMAIN is an answer only with a DNAME on the chain from the name; without one it is a failure."""
-    long_target = ".".join(c * 63 for c in "xyz") + ".test."
-    qname = dns.name.from_text("a" * 60 + ".alias.test.")
-    zone = dns.name.from_text("test.")
-
-    def reply(*records: str) -> dns.message.Message:
-        message = dns.message.make_response(dns.message.make_query(qname, A))
-        message.flags |= dns.flags.AA
-        message.set_rcode(dns.rcode.YXDOMAIN)
-        for record in records:
-            name, ttl, rdtype, target = record.split()
-            message.answer.append(dns.rrset.from_text(name, int(ttl), "IN", rdtype, target))
-        return message
-
-    direct = reply(f"alias.test. 300 DNAME {long_target}")
-    assert overflows(direct, qname) and classify(direct, zone, qname) == "answer"
-    # through a CNAME to a name below the DNAME
-    other = dns.name.from_text("a" * 60 + ".other.test.")
-    chained = reply(f"{other} 300 CNAME {'a' * 60}.long.test.", f"long.test. 300 DNAME {long_target}")
-    assert overflows(chained, other) and classify(chained, zone, other) == "answer"
-    bogus = reply()
-    assert not overflows(bogus, qname) and classify(bogus, zone, qname) is None
-    elsewhere = reply(f"unrelated.test. 300 DNAME {long_target}")
-    assert not overflows(elsewhere, qname)
 
 
 @pytest_twisted.ensureDeferred
@@ -324,38 +273,6 @@ async def test_upward_referral_is_lame(fresh: Tree) -> None:
     answer = await resolve(resolver, "nothing.upward.test.")
     assert answer.rcode == dns.rcode.NXDOMAIN
     assert fresh.poison.queries == []
-
-
-def test_lame_replies_classified() -> None:
-    """Upward and sideways referrals and answers without AA are lame; a referral down is not, AA or not."""
-    zone = dns.name.from_text("test.")
-    qname = dns.name.from_text("www.leaf.test.")
-
-    def reply(authority: str | None = None, answer: bool = False, aa: bool = False) -> dns.message.Message:
-        message = dns.message.make_response(dns.message.make_query(qname, A))
-        if aa:
-            message.flags |= dns.flags.AA
-        if authority is not None:
-            message.authority.append(dns.rrset.from_text(authority, 300, "IN", "NS", "ns.x."))
-        if answer:
-            message.answer.append(dns.rrset.from_text(qname, 300, "IN", "A", "192.0.2.1"))
-        return message
-
-    assert classify(reply("leaf.test."), zone, qname) == "referral"
-    assert classify(reply("."), zone, qname) is None  # upward
-    assert classify(reply("test."), zone, qname) is None  # to itself
-    assert classify(reply("other.test."), zone, qname) is None  # sideways
-    assert classify(reply(answer=True), zone, qname) is None  # answer without AA
-    assert classify(reply(answer=True, aa=True), zone, qname) == "answer"
-    assert classify(reply(), zone, qname) is None  # NODATA without AA
-    assert classify(reply("leaf.test.", aa=True), zone, qname) == "referral"  # AA by mistake
-    assert classify(reply("test.", aa=True), zone, qname) == "nodata"
-    assert classify(reply(".", aa=True), zone, qname) is None  # upward, AA set
-    assert classify(reply("other.test.", aa=True), zone, qname) is None  # sideways, AA set
-    # the parent answers DS: a referral to the DS owner is lame
-    leaf = dns.name.from_text("leaf.test.")
-    assert classify(reply("leaf.test."), zone, leaf, dns.rdatatype.DS) is None
-    assert classify(reply("leaf.test."), zone, leaf, dns.rdatatype.NS) == "referral"
 
 
 @pytest_twisted.ensureDeferred
@@ -493,49 +410,6 @@ async def test_concurrent_identical_questions_coalesced(fresh: Tree) -> None:
     assert texts(first.answer) == texts(second.answer) == ["www.leaf.test. A 192.0.2.80"]
     assert fresh.queries(".") == [PRIMING, ("test.", "A", "udp")]
     assert fresh.queries("leaf.test.") == [("www.leaf.test.", "A", "udp")]
-
-
-class _Stop(Exception):
-    """A question's work bound, in the test below."""
-
-
-def test_waiting_question_not_failed_by_the_senders_bound() -> None:
-    """A question waiting for another's identical upstream query is not failed by the other's work bound."""
-
-    gates: list[defer.Deferred[None]] = [defer.Deferred(), defer.Deferred()]
-    waiting = list(gates)
-
-    class Scripted(NameServerQueries):
-        """Each query waits for the test, then spends once more (an EDNS fallback)."""
-
-        async def _send(self, *args: Any) -> dns.message.Message:
-            await waiting.pop(0)
-            args[-1]()
-            return reply
-
-    def budget(allowed: int) -> Any:
-        spent = []
-
-        def spend() -> None:
-            if len(spent) == allowed:
-                raise _Stop()
-            spent.append(1)
-        return spend
-
-    name = dns.name.from_text("noedns.poison.test.")
-    reply = dns.message.make_response(dns.message.make_query(name, A))
-    queries = Scripted(MemoryReactorClock(), InfraCache(Clock()), 1.0)
-    sender = defer.ensureDeferred(queries.ask("192.0.2.1", name, A, False, False, budget(1)))
-    waiter = defer.ensureDeferred(queries.ask("192.0.2.1", name, A, False, False, budget(2)))
-    failures: list[Failure] = []
-    sender.addErrback(failures.append)
-    gates[0].callback(None)
-    assert len(failures) == 1 and failures[0].check(_Stop)
-    assert not waiter.called  # it sent the query again, on its own budget
-    gates[1].callback(None)
-    got: list[dns.message.Message] = []
-    waiter.addCallback(got.append)
-    assert got == [reply]
 
 
 @pytest_twisted.ensureDeferred
@@ -684,34 +558,6 @@ async def test_missing_name_server_addresses_remembered(fresh: Tree) -> None:
     assert second == ["f3.example.", "f4.example.", "f5.example."]
 
 
-def test_close_abandons_tcp_connections_being_made() -> None:
-    """close() fails a TCP query whose connection is still being made, instead of leaving it pending."""
-    memory = MemoryReactorClock()
-    queries = NameServerQueries(memory, InfraCache(memory), 30.0)
-    query = dns.message.make_query("big.tc.test.", "TXT")
-    waiting = defer.ensureDeferred(queries._tcp("192.0.2.1", query))
-    assert len(memory.tcpClients) == 1 and not waiting.called
-    failures: list[Failure] = []
-    waiting.addErrback(failures.append)
-    queries.close()
-    assert len(failures) == 1 and failures[0].check(ConnectingCancelledError)
-
-
-def test_upstream_sockets_bounded() -> None:
-    """Past max_in_flight open upstream sockets a query fails at once instead of opening another."""
-    memory = MemoryReactorClock()
-    queries = NameServerQueries(memory, InfraCache(memory), 30.0, max_in_flight=1)
-    query = dns.message.make_query("big.tc.test.", "TXT")
-    first = defer.ensureDeferred(queries._tcp("192.0.2.1", query))
-    second = defer.ensureDeferred(queries._tcp("192.0.2.2", query))
-    failures: list[Failure] = []
-    second.addErrback(failures.append)
-    assert len(failures) == 1 and failures[0].check(Busy)
-    assert len(memory.tcpClients) == 1 and not first.called
-    first.addErrback(lambda _: None)
-    queries.close()
-
-
 def test_nothing_sent_at_start() -> None:
     """Building the resolver sends nothing and opens no socket (no priming at start-up)."""
     memory = MemoryReactorClock()
@@ -728,120 +574,6 @@ async def test_closed_resolver_fails(fresh: Tree) -> None:
     error = await failure_of(resolve(resolver, "www.leaf.test."))
     assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
     assert fresh.queries(".") == []
-
-
-# -- the infrastructure cache --------------------------------------------
-
-
-def rrset(name: str, ttl: int, address: str) -> dns.rrset.RRset:
-    return dns.rrset.from_text(name, ttl, "IN", "A", address)
-
-
-def test_infra_ttl_counts_down() -> None:
-    """Records count down on the injected clock and are gone when their TTL is."""
-    clock = Clock()
-    infra = InfraCache(clock)
-    infra.put(rrset("ns.x.", 10, "192.0.2.1"), Rank.ADDITIONAL)
-    clock.advance(4)
-    found = infra.get(dns.name.from_text("NS.x."), A)
-    assert found is not None and found.ttl == 6
-    clock.advance(6)
-    assert infra.get(dns.name.from_text("ns.x."), A) is None
-
-
-def test_infra_ttl_with_the_top_bit_is_zero() -> None:
-    """A TTL of 2**31 or more is treated as 0 (RFC 2181 8): not kept, rather than kept for the maximum."""
-    infra = InfraCache(Clock())
-    assert not infra.put(rrset("ns.x.", 2**31, "192.0.2.1"), Rank.AUTHORITATIVE)
-    assert infra.get(dns.name.from_text("ns.x."), A) is None
-    assert infra.put(rrset("ns.x.", 2**31 - 1, "192.0.2.1"), Rank.AUTHORITATIVE)
-    found = infra.get(dns.name.from_text("ns.x."), A)
-    assert found is not None and found.ttl == infra.max_ttl
-
-
-def test_infra_ranks() -> None:
-    """Lower-ranked data never replaces higher-ranked data that is alive (RFC 2181 5.4.1)."""
-    clock = Clock()
-    infra = InfraCache(clock)
-    name = dns.name.from_text("ns.x.")
-    assert infra.put(rrset("ns.x.", 100, "192.0.2.1"), Rank.AUTHORITATIVE)
-    assert not infra.put(rrset("ns.x.", 100, "192.0.2.66"), Rank.ADDITIONAL)
-    assert not infra.put(rrset("ns.x.", 100, "192.0.2.66"), Rank.ANSWER)
-    found = infra.get(name, A)
-    assert found is not None and [r.address for r in found] == ["192.0.2.1"]
-    assert infra.put(rrset("ns.x.", 100, "192.0.2.2"), Rank.AUTHORITATIVE)
-    clock.advance(100)
-    assert infra.put(rrset("ns.x.", 100, "192.0.2.3"), Rank.ADDITIONAL)
-    assert infra.rank(name, A) == Rank.ADDITIONAL
-    assert infra.put(rrset("ns.x.", 100, "192.0.2.4"), Rank.AUTHORITY)
-    assert infra.rank(name, A) == Rank.AUTHORITY
-
-
-def test_infra_size_bound() -> None:
-    """The cache keeps at most its size, dropping the least recently used."""
-    infra = InfraCache(Clock(), size=2)
-    for i in range(3):
-        infra.put(rrset(f"n{i}.x.", 100, "192.0.2.1"), Rank.ADDITIONAL)
-    assert len(infra) == 2
-    assert infra.get(dns.name.from_text("n0.x."), A) is None
-
-
-def test_infra_missing_addresses() -> None:
-    """A name without an address is remembered for its negative TTL (capped) or until an address comes."""
-    clock = Clock()
-    infra = InfraCache(clock)
-    name = dns.name.from_text("ns.x.")
-    infra.put_missing(name, A, 300)
-    assert infra.missing(dns.name.from_text("NS.x."), A)
-    assert not infra.missing(name, dns.rdatatype.AAAA)
-    clock.advance(300)
-    assert not infra.missing(name, A)
-    infra.put_missing(name, A, 10 * MAX_NEGATIVE_TTL)
-    clock.advance(MAX_NEGATIVE_TTL)
-    assert not infra.missing(name, A)
-    infra.put_missing(name, A, 300)
-    infra.put(rrset("ns.x.", 100, "192.0.2.1"), Rank.AUTHORITATIVE)
-    assert not infra.missing(name, A)
-
-
-def test_infra_server_state() -> None:
-    """RTTs are smoothed, timeouts back off, and server state expires."""
-    clock = Clock()
-    infra = InfraCache(clock)
-    assert infra.rtt("192.0.2.1") == UNKNOWN_RTT
-    infra.answered("192.0.2.1", 0.1)
-    infra.answered("192.0.2.1", 0.2)
-    assert infra.rtt("192.0.2.1") == pytest.approx(0.13)
-    infra.timed_out("192.0.2.2", 1.5)
-    assert infra.rtt("192.0.2.2") == 1.5
-    infra.no_edns("192.0.2.1")
-    infra.lame(dns.name.from_text("x."), "192.0.2.1")
-    assert not infra.edns("192.0.2.1") and infra.is_lame(dns.name.from_text("X."), "192.0.2.1")
-    clock.advance(901)
-    assert infra.edns("192.0.2.1") and not infra.is_lame(dns.name.from_text("x."), "192.0.2.1")
-    assert infra.rtt("192.0.2.1") == UNKNOWN_RTT
-
-
-def test_infra_server_down_then_probed() -> None:
-    """Silent twice in a row, a server is down for DOWN_FOR s; then one probe at a time; an answer ends it."""
-    clock = Clock()
-    infra = InfraCache(clock)
-    address = "192.0.2.7"
-    infra.timed_out(address, 1.0)
-    assert not infra.is_down(address)  # one timeout may be a lost packet
-    infra.answered(address, 0.1)
-    infra.timed_out(address, 1.0)
-    assert not infra.is_down(address)  # the count starts again after an answer
-    infra.timed_out(address, 1.0)
-    assert infra.is_down(address)
-    clock.advance(DOWN_FOR)
-    assert not infra.is_down(address)
-    infra.probing(address)  # one question probes it: the others keep away
-    assert infra.is_down(address)
-    infra.answered(address, 0.2)
-    assert not infra.is_down(address)
-    infra.probing(address)
-    assert not infra.is_down(address)
 
 
 @pytest_twisted.ensureDeferred
@@ -868,20 +600,6 @@ async def test_question_out_of_time(fresh: Tree) -> None:
     assert fresh.queries("test.") == []
 
 
-@pytest.mark.parametrize(
-    ("address", "local"),
-    [
-        ("127.0.0.1", True), ("127.53.1.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
-        ("0.0.0.0", True), ("0.1.2.3", True), ("::", True), ("224.0.0.1", True), ("ff02::1", True),
-        ("255.255.255.255", True), ("240.0.0.1", True), ("not an address", True),
-        ("192.0.2.1", False), ("10.0.0.1", False), ("2001:db8::1", False),
-    ],
-)
-def test_local_addresses(address: str, local: bool) -> None:
-    """Loopback, unspecified, multicast, broadcast and reserved addresses are this host's or none's."""
-    assert local_address(address) is local
-
-
 @pytest_twisted.ensureDeferred
 async def test_hints_used_when_primed_root_servers_are_loopback() -> None:
     """Root servers learnt by priming at loopback addresses give way to the hints' address, not to nothing."""
@@ -893,7 +611,7 @@ async def test_hints_used_when_primed_root_servers_are_loopback() -> None:
         resolver = Iterator(hints, reactor, timeout=0.2, port=listener.getsockname()[1])
         # what priming would have learnt: the root's NS set, its server on loopback
         resolver.infra.put(dns.rrset.from_text(".", 86400, "IN", "NS", "ns.root."), Rank.AUTHORITATIVE)
-        resolver.infra.put(rrset("ns.root.", 86400, "127.0.0.1"), Rank.ADDITIONAL)
+        resolver.infra.put(dns.rrset.from_text("ns.root.", 86400, "IN", "A", "127.0.0.1"), Rank.ADDITIONAL)
         error = await failure_of(resolve(resolver, "www.example."))
         assert error.ede == dns.edns.EDECode.NO_REACHABLE_AUTHORITY
         query = dns.message.from_wire(listener.recv(65535))

@@ -1,7 +1,9 @@
 """
-Tests for L{dnstls.resolver.nsquery.NameServerQueries} on loopback sockets: the
-retry over TCP after TC=1 is charged to the question, and a server that
-does not take the TCP connection counts as silent.
+Tests for L{dnstls.resolver.nsquery.NameServerQueries}: on loopback sockets,
+the retry over TCP after TC=1 is charged to the question, and a server that
+does not take the TCP connection counts as silent; on a memory reactor,
+identical queries in flight sent once, the bound on upstream sockets, and
+close().
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -16,10 +19,17 @@ import dns.name
 import dns.rdatatype
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
+from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 
+from dnstls.resolver.exchange import Upstream
 from dnstls.resolver.infracache import DOWN_AFTER, UNKNOWN_RTT, InfraCache
-from dnstls.resolver.nsquery import NameServerQueries, Timeout
+from dnstls.resolver.nsquery import Busy, NameServerQueries, Timeout
+
+A = dns.rdatatype.A
 
 
 class TruncatingServer:
@@ -92,3 +102,74 @@ async def test_tcp_retry_charged_and_unanswered_connect_is_a_timeout(truncating:
     assert not infra.is_down("127.0.0.1")
     assert infra.rtt("127.0.0.1") < UNKNOWN_RTT
     servers.close()
+
+
+class _Stop(Exception):
+    """A question's work bound, in the test below."""
+
+
+def test_waiting_question_not_failed_by_the_senders_bound() -> None:
+    """A question waiting for another's identical upstream query is not failed by the other's work bound."""
+
+    gates: list[defer.Deferred[None]] = [defer.Deferred(), defer.Deferred()]
+    waiting = list(gates)
+
+    class Scripted(NameServerQueries):
+        """Each query waits for the test, then spends once more (an EDNS fallback)."""
+
+        async def _send(self, *args: Any) -> dns.message.Message:
+            await waiting.pop(0)
+            args[-1]()
+            return reply
+
+    def budget(allowed: int) -> Any:
+        spent = []
+
+        def spend() -> None:
+            if len(spent) == allowed:
+                raise _Stop()
+            spent.append(1)
+        return spend
+
+    name = dns.name.from_text("noedns.poison.test.")
+    reply = dns.message.make_response(dns.message.make_query(name, A))
+    queries = Scripted(MemoryReactorClock(), InfraCache(Clock()), 1.0)
+    sender = defer.ensureDeferred(queries.ask("192.0.2.1", name, A, False, False, budget(1)))
+    waiter = defer.ensureDeferred(queries.ask("192.0.2.1", name, A, False, False, budget(2)))
+    failures: list[Failure] = []
+    sender.addErrback(failures.append)
+    gates[0].callback(None)
+    assert len(failures) == 1 and failures[0].check(_Stop)
+    assert not waiter.called  # it sent the query again, on its own budget
+    gates[1].callback(None)
+    got: list[dns.message.Message] = []
+    waiter.addCallback(got.append)
+    assert got == [reply]
+
+
+def test_close_abandons_tcp_connections_being_made() -> None:
+    """close() fails a TCP query whose connection is still being made, instead of leaving it pending."""
+    memory = MemoryReactorClock()
+    queries = NameServerQueries(memory, InfraCache(memory), 30.0)
+    query = dns.message.make_query("big.tc.test.", "TXT")
+    waiting = defer.ensureDeferred(queries.exchanger.tcp(Upstream("192.0.2.1", 53), query))
+    assert len(memory.tcpClients) == 1 and not waiting.called
+    failures: list[Failure] = []
+    waiting.addErrback(failures.append)
+    queries.close()
+    assert len(failures) == 1 and failures[0].check(ConnectingCancelledError)
+
+
+def test_upstream_sockets_bounded() -> None:
+    """Past max_in_flight open upstream sockets a query fails at once instead of opening another."""
+    memory = MemoryReactorClock()
+    queries = NameServerQueries(memory, InfraCache(memory), 30.0, max_in_flight=1)
+    query = dns.message.make_query("big.tc.test.", "TXT")
+    first = defer.ensureDeferred(queries.exchanger.tcp(Upstream("192.0.2.1", 53), query))
+    second = defer.ensureDeferred(queries.exchanger.tcp(Upstream("192.0.2.2", 53), query))
+    failures: list[Failure] = []
+    second.addErrback(failures.append)
+    assert len(failures) == 1 and failures[0].check(Busy)
+    assert len(memory.tcpClients) == 1 and not first.called
+    first.addErrback(lambda _: None)
+    queries.close()

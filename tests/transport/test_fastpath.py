@@ -33,7 +33,7 @@ from dnstls.acl import AccessList, parse_network
 from dnstls.chaos import Chaos
 from dnstls.handler import Handler, QueryContext, Transport
 from dnstls.resolver.cache import Answer, Cache
-from dnstls.resolver.forward import Recursion
+from dnstls.resolver.recursion import Recursion
 from dnstls.tap import load_store
 from dnstls.testing import start_server
 from dnstls.transport.fastpath import FastAnswerer
