@@ -13,6 +13,8 @@ L{QueryContext} and sends back what it returns, if anything:
     FORMERR;
   - a TSIG we have no key for: NOTAUTH;
   - EDNS version above 0: BADVERS;
+  - a name in a zone whose file failed to load: SERVFAIL with EDE 24
+    (Invalid Data), as Knot DNS answers;
   - a name outside our zones: resolved (forwarded, see L{dnstls.resolver.forward},
     or iterated) when the client may recurse, else REFUSED; SERVFAIL with
     an Extended DNS Error when no upstream answers; with RD=0 only from the
@@ -297,6 +299,8 @@ class Handler:
             if qtype == dns.rdatatype.AXFR and not context.transport.is_stream:
                 raise _Reply(dns.rcode.NOTIMP)
             raise _Reply(dns.rcode.NOTAUTH)
+        if self.zones.unavailable(qname, qtype) is not None:
+            raise _Reply(dns.rcode.SERVFAIL, dns.edns.EDECode.INVALID_DATA)
         zone = self.zones.find(qname, qtype)
         if zone is None:
             if qclass == dns.rdataclass.IN and self.may_recurse(context):

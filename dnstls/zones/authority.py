@@ -361,10 +361,17 @@ class ZoneStore:
     The zones we are authoritative for, routed by longest matching origin.
     """
 
-    def __init__(self, zones: Iterable[AuthoritativeZone] = ()) -> None:
+    def __init__(
+        self, zones: Iterable[AuthoritativeZone] = (), unavailable: Iterable[dns.name.Name] = ()
+    ) -> None:
+        """
+        @param unavailable: the origins of zones we are configured for but
+            cannot serve (their files failed to load): see L{unavailable}.
+        """
         self._zones: dict[dns.name.Name, AuthoritativeZone] = {}
         for zone in zones:
             self.add(zone)
+        self._unavailable = frozenset(unavailable) - self._zones.keys()
 
     def add(self, zone: AuthoritativeZone) -> None:
         """
@@ -377,6 +384,26 @@ class ZoneStore:
 
     def __iter__(self) -> Iterator[AuthoritativeZone]:
         return iter(self._zones.values())
+
+    def unavailable(self, qname: dns.name.Name, qtype: int) -> dns.name.Name | None:
+        """
+        The origin of the zone that should answer C{qname} but failed to
+        load, when that zone is closer to C{qname} than any zone we serve:
+        its names get SERVFAIL, as from Knot DNS, rather than another
+        zone's answer or an upstream's.  A DS question at its apex belongs
+        to the parent side.
+        """
+        if not self._unavailable:
+            return None
+        name = qname.parent() if qtype == DS and qname != dns.name.root else qname
+        while True:
+            if name in self._zones:
+                return None
+            if name in self._unavailable:
+                return name
+            if name == dns.name.root:
+                return None
+            name = name.parent()
 
     def find(self, qname: dns.name.Name, qtype: int) -> AuthoritativeZone | None:
         """

@@ -8,7 +8,8 @@ L{ZoneSet.load} reads every configured file and says what became of each
 zone in a L{ZoneReport}, one log line each:
 
   - at start-up a zone is L{ZoneState.LOADED}, or L{ZoneState.FAILED} and
-    not served;
+    not served: its names get SERVFAIL (EDE 24, Invalid Data), as from Knot
+    DNS, never another zone's answer or a resolver's;
   - at a reload a zone served before is L{ZoneState.RELOADED} (its records
     changed: the new data is served) or L{ZoneState.UNCHANGED}; one whose
     file no longer loads is L{ZoneState.KEPT}: its old data goes on
@@ -169,6 +170,7 @@ class ZoneSet:
         self.store = ZoneStore()
         self.reports: list[ZoneReport] = []
         self._served: dict[dns.name.Name, _Served] = {}
+        self._unavailable: set[dns.name.Name] = set()
         self._started = False
 
     def load(self, atomic: bool = False) -> bool:
@@ -186,12 +188,19 @@ class ZoneSet:
         self._started = True
         if atomic and self.failures():
             return False
-        unchanged = served.keys() == self._served.keys() and all(
-            served[origin].zone is self._served[origin].zone for origin in served
+        unavailable = {
+            report.origin
+            for report in self.reports
+            if report.state is ZoneState.FAILED and report.origin is not None
+        } - served.keys()
+        unchanged = (
+            served.keys() == self._served.keys()
+            and all(served[origin].zone is self._served[origin].zone for origin in served)
+            and unavailable == self._unavailable
         )
-        self._served = served
+        self._served, self._unavailable = served, unavailable
         if not unchanged:
-            self.store = ZoneStore(entry.zone for entry in served.values())
+            self.store = ZoneStore((entry.zone for entry in served.values()), unavailable)
         return not unchanged
 
     def failures(self) -> list[ZoneReport]:

@@ -96,6 +96,42 @@ def test_good_zones_served_beside_a_broken_one(directory: Path) -> None:
     assert zones.summary() == "serving 1 zone: good.test. (serial 1); errors in 1 zone file"
 
 
+def name(text: str) -> dns.name.Name:
+    return dns.name.from_text(text)
+
+
+def test_broken_zone_is_unavailable(directory: Path) -> None:
+    """
+    The names of a zone that failed to load are unavailable (SERVFAIL), also
+    below a parent zone we serve, but for a DS question at its apex (the
+    parent's); the parent's other names and other zones are not.
+    """
+    write(directory / "test.zone", "test.")
+    break_(directory / "child.test.zone", "child.test.")
+    break_(directory / "bad.example.zone", "bad.example.")
+    zones = loaded(directory)
+    store = zones.store
+    child, bad = name("child.test."), name("bad.example.")
+    assert store.unavailable(name("www.child.test."), dns.rdatatype.A) == child
+    assert store.unavailable(child, dns.rdatatype.SOA) == child
+    assert store.unavailable(child, dns.rdatatype.DS) is None
+    assert store.unavailable(name("www.bad.example."), dns.rdatatype.A) == bad
+    assert store.unavailable(name("www.test."), dns.rdatatype.A) is None
+    assert store.unavailable(name("www.example."), dns.rdatatype.A) is None
+
+
+def test_mended_zone_is_available_again(directory: Path) -> None:
+    """A broken zone mended before a reload is served, and no longer unavailable."""
+    bad = break_(directory / "bad.test.zone", "bad.test.")
+    write(directory / "good.test.zone", "good.test.")
+    zones = loaded(directory)
+    assert zones.store.unavailable(name("www.bad.test."), dns.rdatatype.A) == name("bad.test.")
+    write(bad, "bad.test.")
+    assert zones.load()
+    assert zones.store.unavailable(name("www.bad.test."), dns.rdatatype.A) is None
+    assert www(zones, "bad.test.") == ["192.0.2.10"]
+
+
 def test_check_startup_with_one_good_zone(directory: Path) -> None:
     """The start-up goes on when one zone loads and another fails, unless strict."""
     write(directory / "good.test.zone", "good.test.")

@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dns.edns
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
 import pytest
 
+from dnstls.testing import start_server
 from tests.support import DnstlsProcess, require_tool, run_dnstls
 from tests.test_tap import failed_start
 from tests.zones.test_zoneset import break_, write
@@ -27,7 +30,7 @@ def ask(server: DnstlsProcess, name: str, tcp: bool = False) -> dns.message.Mess
     Ask C{server} for C{name} A over UDP or TCP.
     """
     host, port = server.address("udp")
-    query = dns.message.make_query(name, "A")
+    query = dns.message.make_query(name, "A", use_edns=0)
     if tcp:
         return dns.query.tcp(query, host, port=port, timeout=5)
     return dns.query.udp(query, host, port=port, timeout=5)
@@ -89,14 +92,17 @@ def zones(tmp_path: Path) -> Path:
 
 def test_good_zone_served_beside_a_broken_one(zones: Path) -> None:
     """With one good and one broken zone the server runs, the good zone answers (kdig), the
-    broken zone's names are REFUSED, and the log has exactly one error line, for the bad file."""
+    broken zone's names get SERVFAIL with EDE 24 (as from Knot DNS), and the log has exactly
+    one error line, for the bad file."""
     good = write(zones / "good.test.zone", "good.test.", serial=2024010101)
     bad = break_(zones / "bad.test.zone", "bad.test.")
     server = DnstlsProcess(["--zones", str(zones), "--listen", "127.0.0.1:0"])
     try:
         assert kdig_short(server, "www.good.test.") == ("NOERROR", ["192.0.2.10"])
-        assert kdig_short(server, "www.bad.test.")[0] == "REFUSED"
-        assert ask(server, "www.bad.test.", tcp=True).rcode() == dns.rcode.REFUSED
+        assert kdig_short(server, "www.bad.test.")[0] == "SERVFAIL"
+        reply = ask(server, "www.bad.test.", tcp=True)
+        assert reply.rcode() == dns.rcode.SERVFAIL and not reply.flags & dns.flags.AA
+        assert [e.code for e in reply.extended_errors()] == [dns.edns.EDECode.INVALID_DATA]
         assert server.process.poll() is None
         [error] = errors(server)
         assert error.endswith(
@@ -112,6 +118,31 @@ def test_good_zone_served_beside_a_broken_one(zones: Path) -> None:
         )
     finally:
         server.stop()
+
+
+def test_broken_zone_never_forwarded(zones: Path) -> None:
+    """A client that may recurse gets SERVFAIL for a broken zone's names, and the forwarder
+    never hears of them; once the file is mended, SIGHUP serves the zone."""
+    upstream = start_server({"www": ["A 192.0.2.99"]}, origin="bad.test")
+    try:
+        write(zones / "good.test.zone", "good.test.")
+        bad = break_(zones / "bad.test.zone", "bad.test.")
+        host, port = upstream.udp
+        server = DnstlsProcess(["--zones", str(zones), "--listen", "127.0.0.1:0",
+                                "--forward", f"{host}:{port}"])
+        try:
+            assert ask(server, "www.bad.test.").rcode() == dns.rcode.SERVFAIL
+            assert ask(server, "www.bad.test.", tcp=True).rcode() == dns.rcode.SERVFAIL
+            assert upstream.queries() == []
+            write(bad, "bad.test.")
+            lines = reload(server)
+            assert any("zone bad.test.: serial 1, new, loaded from" in line for line in lines), lines
+            assert addresses(server, "www.bad.test.") == ["192.0.2.10"]
+            assert upstream.queries() == []
+        finally:
+            server.stop()
+    finally:
+        upstream.stop()
 
 
 def test_missing_zone_file_beside_good_zones(zones: Path) -> None:
