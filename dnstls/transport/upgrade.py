@@ -108,6 +108,9 @@ PROBE_NAME = dns.name.from_text("STARTTLS.")
 #: The TXT answers to the probe.
 WILLING = "STARTTLS"
 UNWILLING = "NO_TLS"
+#: The probe's question on the wire, lower-cased: right after the header,
+#: where no compression pointer can be, C{STARTTLS.} then TXT and CH.
+_PROBE_QUESTION = b"\x08starttls\x00\x00\x10\x00\x03"
 
 
 class UpgradePolicy(enum.Enum):
@@ -149,6 +152,10 @@ def should_upgrade(policy: UpgradePolicy, wire: bytes, legacy_probe: bool = Fals
     unless C{legacy_probe} lets the probe without TO upgrade too.
     """
     if policy is UpgradePolicy.OFF:
+        return False
+    if policy is UpgradePolicy.PROBE and wire[12:26].lower() != _PROBE_QUESTION:
+        # only the probe upgrades: an ordinary first query is turned down
+        # from its bytes, and parsed once, by the handler
         return False
     try:
         query = dns.message.from_wire(wire)
