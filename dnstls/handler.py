@@ -52,7 +52,7 @@ from dnstls.chaos import Chaos
 from dnstls.render import render
 from dnstls.resolver.cache import Answer
 from dnstls.resolver.recursion import ForwardError, Recursion
-from dnstls.testing.querylog import TLSInfo
+from dnstls.transport.tlsinfo import TLSInfo
 from dnstls.transport.upgrade import PROBE_NAME, TO, UNWILLING, WILLING, is_probe
 from dnstls.wire import QR, Header, has_opt, parse_header
 from dnstls.zones.authority import LookupResult, Outcome, ZoneStore

@@ -543,13 +543,13 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
         advertise_to=options["advertise-to"] and (upgrade is not None or bool(options["listen-tls"])),
         recursion=recursion,
     )
-    # the rendered-answer cache; a test server (--control) runs without it,
-    # so that every query reaches the fault injector and the query log
+    # the rendered-answer cache; a test server (--control) keeps it, with
+    # the fault injector and the query log hooked in front of it
     answerer: Answerer = FastAnswerer(handler)
-    faults = log = None
+    faults = log = hooks = None
     if options["control"]:
         faults, log = Faults(), QueryLog()
-        answerer = FaultInjector(handler, faults, log, reactor)
+        hooks = FaultInjector(faults, log, reactor)
     tcp_factory = DNSStreamFactory(
         answerer,
         reactor,
@@ -558,12 +558,12 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
         limits=limits,
         handshake_timeout=options["tls-handshake-timeout"],
         upgrade=upgrade,
-        faults=faults,
+        hooks=hooks,
     )
     try:
         for address in options["listen"]:
             udp, tcp = inherited.udp_and_tcp(address) if inherited else bind_udp_and_tcp(address)
-            listening.add_datagram(udp, DNSDatagramProtocol(answerer))
+            listening.add_datagram(udp, DNSDatagramProtocol(answerer, hooks))
             listening.add_stream(tcp, tcp_factory, "tcp")
         if options["listen-tls"]:
             assert policy is not None
@@ -576,7 +576,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
                     idle_timeout=options["tls-idle-timeout"],
                     limits=limits,
                     handshake_timeout=options["tls-handshake-timeout"],
-                    faults=faults,
+                    hooks=hooks,
                 ),
             )
             for address in options["listen-tls"]:

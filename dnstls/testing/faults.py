@@ -23,9 +23,10 @@ import dns.rcode
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from dnstls.handler import RESPONSE_PADDING, UDP_PAYLOAD, Handler, QueryContext, Transport
+from dnstls.handler import RESPONSE_PADDING, UDP_PAYLOAD, Answerer, QueryContext, Transport
 from dnstls.render import render
 from dnstls.testing.querylog import QueryLog
+from dnstls.transport.hooks import ServerHooks
 
 #: What C{rcodes} may map a name to.
 ACTIONS = ("SERVFAIL", "REFUSED", "drop")
@@ -158,45 +159,87 @@ def _key(name: str) -> str:
     return name if name.endswith(".") else name + "."
 
 
-class FaultInjector:
+class FaultInjector(ServerHooks):
     """
-    Wraps a L{Handler}: records each query in a L{QueryLog} and applies the
-    answer-level L{Faults} (delays, forced RCODEs, drops, UDP truncation).
-    The connection-level faults are applied by the stream protocol.
+    The server's hooks for the test kit: records each query in a
+    L{QueryLog}, in front of the reply cache, and applies the L{Faults}:
+    the answer-level ones (delays, forced RCODEs, drops, UDP truncation)
+    here, the connection-level ones through the protocols that ask.
     """
 
-    def __init__(
-        self, handler: Handler, faults: Faults, log: QueryLog, clock: IReactorTime
-    ) -> None:
-        self.handler = handler
+    def __init__(self, faults: Faults, log: QueryLog, clock: IReactorTime) -> None:
         self.faults = faults
         self.log = log
         self.clock = clock
 
-    def handle(self, wire: bytes, context: QueryContext) -> bytes | None | Deferred[bytes | None]:
+    def query(
+        self, wire: bytes, context: QueryContext, answerer: Answerer
+    ) -> bytes | None | Deferred[bytes | None]:
         """
-        Answer as the handler does, misbehaving as the faults say.
+        Answer as C{answerer} does, misbehaving as the faults say.
         """
         query = _parse(wire)
         if query is None:
-            return self.handler.handle(wire, context)
+            return answerer.handle(wire, context)
         self.log.record(
             query, context.transport.value, context.peer,
             upgraded=context.upgraded, tls=context.tls,
         )
         if not query.question:
-            return self.handler.handle(wire, context)
+            return answerer.handle(wire, context)
         qname = query.question[0].name
         action = self.faults.action_for(qname)
         if action == "drop":
             return None
         if action is not None:
             return self._misbehave(self._rcode(query, context, dns.rcode.from_text(action)), qname, context)
-        answer = self.handler.handle(wire, context)
+        answer = answerer.handle(wire, context)
         if isinstance(answer, Deferred):
             # a forwarded answer: misbehave once it is known
             return answer.addCallback(self._misbehave, qname, context)
         return self._misbehave(answer, qname, context)
+
+    def idle_timeout(self) -> float | None:
+        """
+        The C{idle_timeout} fault, when set.
+        """
+        return self.faults.idle_timeout or None
+
+    def keepalive_zero(self) -> bool:
+        """
+        The C{keepalive_zero} fault.
+        """
+        return self.faults.keepalive_zero
+
+    def padding(self) -> bool:
+        """
+        Padding is allowed unless the C{no_padding} fault is set.
+        """
+        return not self.faults.no_padding
+
+    def reverse(self) -> bool:
+        """
+        The C{reverse} fault.
+        """
+        return self.faults.reverse
+
+    def decline_upgrade(self) -> bool:
+        """
+        The C{decline_upgrade} fault.
+        """
+        return self.faults.decline_upgrade
+
+    def abort_handshake(self) -> bool:
+        """
+        The C{abort_handshake} fault.
+        """
+        return self.faults.abort_handshake
+
+    def close_after(self) -> int | None:
+        """
+        The C{close_after} fault.
+        """
+        return self.faults.close_after
 
     def _misbehave(
         self, reply: bytes | None, qname: dns.name.Name, context: QueryContext

@@ -17,41 +17,11 @@ import dns.flags
 import dns.message
 import dns.rdataclass
 import dns.rdatatype
-from OpenSSL import SSL
-from OpenSSL._util import lib as _lib
 
+from dnstls.transport.tlsinfo import TLSInfo, negotiated
 from dnstls.transport.upgrade import TO
 
-
-@dataclass(frozen=True)
-class TLSInfo:
-    """
-    What a TLS session negotiated.
-    """
-
-    sni: str | None
-    alpn: str | None
-    resumed: bool
-    version: str | None
-
-
-def negotiated(transport: object) -> TLSInfo | None:
-    """
-    What the TLS session under C{transport} negotiated, read from its
-    pyOpenSSL connection; C{None} if it has none.
-    """
-    get_handle = getattr(transport, "getHandle", None)
-    connection = get_handle() if get_handle is not None else None
-    if not isinstance(connection, SSL.Connection):
-        return None
-    sni = connection.get_servername()
-    alpn = connection.get_alpn_proto_negotiated()
-    return TLSInfo(
-        sni=sni.decode("ascii", "replace") if sni else None,
-        alpn=alpn.decode("ascii", "replace") if alpn else None,
-        resumed=bool(_lib.SSL_session_reused(connection._ssl)),
-        version=connection.get_protocol_version_name(),
-    )
+__all__ = ["LoggedQuery", "QueryLog", "TLSInfo", "negotiated"]
 
 
 @dataclass(frozen=True)

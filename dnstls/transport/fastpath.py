@@ -21,9 +21,9 @@ count down, never through this one.  Nor is any reply to a query with RD=0
 from a client that may recurse: for a name outside our zones the handler
 answers it at once from the recursion cache (or REFUSED while that holds
 nothing), which changes with time.  The query that grants a STARTTLS
-upgrade (TO=1) is never kept.  The test kit's L{dnstls.testing.faults.FaultInjector}
-is never put behind this cache: a server with a control socket runs without
-it.
+upgrade (TO=1) is never kept.  A server with hooks (the test kit's fault
+injector, see L{dnstls.transport.hooks}) keeps this cache: the hooks sit in
+front of it, so that they see every query.
 
 The entries were made from one zone store; when the handler's store is
 swapped (a reload), the cache is emptied before the next look-up.  The
@@ -200,6 +200,16 @@ class FastAnswerer:
         hit = self.cached(wire, shape)
         if hit is not None:
             return hit
+        return self.missed(wire, context, shape)
+
+    def missed(
+        self, wire: bytes, context: QueryContext, shape: Shape
+    ) -> bytes | None | Deferred[bytes | None]:
+        """
+        The handler's reply to C{wire}, which the cache was just asked for
+        in C{shape} and did not hold, kept for next time when it came at
+        once.
+        """
         zones = self.handler.zones
         reply = self.handler.handle(wire, context)
         if (

@@ -89,6 +89,7 @@ sends next for a TLS handshake.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 import dns.flags
 import dns.message
@@ -96,6 +97,9 @@ import dns.name
 import dns.opcode
 import dns.rdataclass
 import dns.rdatatype
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+
+from dnstls.transport.limits import DEFAULT_TLS_IDLE_TIMEOUT
 
 #: The TO bit in the EDNS flags.
 TO = 0x4000
@@ -104,6 +108,9 @@ PROBE_NAME = dns.name.from_text("STARTTLS.")
 #: The TXT answers to the probe.
 WILLING = "STARTTLS"
 UNWILLING = "NO_TLS"
+#: The probe's question on the wire, lower-cased: right after the header,
+#: where no compression pointer can be, C{STARTTLS.} then TXT and CH.
+_PROBE_QUESTION = b"\x08starttls\x00\x00\x10\x00\x03"
 
 
 class UpgradePolicy(enum.Enum):
@@ -146,6 +153,10 @@ def should_upgrade(policy: UpgradePolicy, wire: bytes, legacy_probe: bool = Fals
     """
     if policy is UpgradePolicy.OFF:
         return False
+    if policy is UpgradePolicy.PROBE and wire[12:26].lower() != _PROBE_QUESTION:
+        # only the probe upgrades: an ordinary first query is turned down
+        # from its bytes, and parsed once, by the handler
+        return False
     try:
         query = dns.message.from_wire(wire)
     except Exception:
@@ -157,3 +168,21 @@ def should_upgrade(policy: UpgradePolicy, wire: bytes, legacy_probe: bool = Fals
     if not asks_upgrade(query):
         return legacy_probe and query.edns <= 0 and is_probe(query)
     return policy is UpgradePolicy.ANY or is_probe(query)
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """
+    How a TCP/53 listener upgrades connections to TLS.
+
+    @ivar policy: when to upgrade.
+    @ivar tls: the TLS policy, the same object the TLS port uses.
+    @ivar idle_timeout: the idle timeout once upgraded.
+    @ivar legacy_probe: the probe without TO upgrades too, as getdns 0.5.1
+        sends it (C{--starttls-legacy-probe}, see L{dnstls.transport.upgrade}).
+    """
+
+    policy: UpgradePolicy
+    tls: IOpenSSLServerConnectionCreator
+    idle_timeout: float = DEFAULT_TLS_IDLE_TIMEOUT
+    legacy_probe: bool = False

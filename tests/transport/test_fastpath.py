@@ -321,6 +321,21 @@ def test_udp_protocol_from_cache(handler: Handler) -> None:
     assert {addr for _, addr in sent} == {PEER}
 
 
+def test_udp_miss_looks_up_once(handler: Handler) -> None:
+    """Over UDP a question the cache does not hold costs one look-up, then is kept."""
+    fast = FastAnswerer(make_handler())
+    protocol = DNSDatagramProtocol(fast)
+
+    class Transport_:
+        def write(self, data: bytes, addr: object) -> None:
+            pass
+
+    protocol.makeConnection(Transport_())  # type: ignore[arg-type]
+    query = dns.message.make_query("www.corner.test.", "A", use_edns=0)
+    protocol.datagramReceived(query.to_wire(), PEER)
+    assert (fast.misses, fast.hits, len(fast)) == (1, 0, 1)
+
+
 @pytest.mark.parametrize("kind", [Transport.TCP, Transport.TLS])
 def test_stream_protocol_from_cache(handler: Handler, kind: Transport) -> None:
     """On a stream, pipelined repeated questions get the handler's replies, in order, with their

@@ -464,3 +464,27 @@ def test_advertise_to_only_on_udp(advertising: Handler, context: QueryContext) -
     reply = answer(advertising, probe(), context)
     assert txt(reply) == [b"NO_TLS"]
     assert reply.ednsflags & TO == 0
+
+
+def test_probe_policy_turns_down_without_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Under probe, a first query that is not the probe is turned down from its question's bytes,
+    without a dnspython parse (the handler parses it once), and the probe is still recognised.
+    """
+    parsed: list[bytes] = []
+    from_wire = dns.message.from_wire
+
+    def counting(wire: bytes, *args: object, **kwargs: object) -> dns.message.Message:
+        parsed.append(wire)
+        return from_wire(wire, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dns.message, "from_wire", counting)
+    for wire in (ordinary().to_wire(), ordinary(to=False).to_wire(), b"", bytes(range(40))):
+        assert should_upgrade(UpgradePolicy.PROBE, wire) is False
+        assert should_upgrade(UpgradePolicy.PROBE, wire, legacy_probe=True) is False
+    assert parsed == []
+    upper = probe().to_wire()
+    lower = upper.replace(b"STARTTLS", b"sTaRtTlS")
+    assert should_upgrade(UpgradePolicy.PROBE, upper) is True
+    assert should_upgrade(UpgradePolicy.PROBE, lower) is True
+    assert parsed == [upper, lower]

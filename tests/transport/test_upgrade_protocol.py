@@ -28,8 +28,10 @@ from twisted.python.failure import Failure
 from dnstls.certs import generate_self_signed
 from dnstls.handler import RESPONSE_PADDING, Handler, QueryContext, Transport
 from dnstls.tap import load_store
-from dnstls.testing.faults import Faults
+from dnstls.testing.faults import FaultInjector, Faults
+from dnstls.testing.querylog import QueryLog
 from dnstls.transport.framing import frame
+from dnstls.transport.hooks import ServerHooks
 from dnstls.transport.protocol import DNSStreamFactory, DNSStreamProtocol, Upgrade
 from dnstls.transport.tls import TLSPolicy
 from dnstls.transport.upgrade import TO, UpgradePolicy
@@ -197,7 +199,7 @@ class Client:
 
     def __init__(
         self, handler: Any, tls_policy: TLSPolicy, policy: UpgradePolicy | None, clock: Clock,
-        faults: Faults | None = None, legacy_probe: bool = False,
+        hooks: ServerHooks | None = None, legacy_probe: bool = False,
     ) -> None:
         upgrade = (
             Upgrade(policy, tls_policy, TLS_IDLE, legacy_probe=legacy_probe)
@@ -206,7 +208,7 @@ class Client:
         )
         self.factory = DNSStreamFactory(
             handler, clock, Transport.TCP, idle_timeout=TCP_IDLE,
-            handshake_timeout=HANDSHAKE, upgrade=upgrade, faults=faults,
+            handshake_timeout=HANDSHAKE, upgrade=upgrade, hooks=hooks,
         )
         self.tls_policy = tls_policy
         self.clock = clock
@@ -373,9 +375,9 @@ def addresses(reply: dns.message.Message) -> list[str]:
 
 def connect(
     handler: Any, tls_policy: TLSPolicy, policy: UpgradePolicy | None, clock: Clock | None = None,
-    legacy_probe: bool = False,
+    legacy_probe: bool = False, hooks: ServerHooks | None = None,
 ) -> Client:
-    return Client(handler, tls_policy, policy, clock or Clock(), legacy_probe=legacy_probe)
+    return Client(handler, tls_policy, policy, clock or Clock(), hooks, legacy_probe=legacy_probe)
 
 
 def finish_upgrade(client: Client) -> None:
@@ -728,7 +730,7 @@ def test_failed_handshake_closes(handler: Handler, tls_policy: TLSPolicy) -> Non
 
 def test_upgraded_session_pipelines(handler: Handler, tls_policy: TLSPolicy) -> None:
     """After the upgrade, several queries in one TLS write are each answered, with TO=0."""
-    client = connect(handler, tls_policy, UpgradePolicy.ANY)
+    client = connect(handler, tls_policy, UpgradePolicy.ANY, hooks=ServerHooks())
     client.send(ordinary(to=True, ident=1))
     [wire] = client.replies()
     assert parse(wire).ednsflags & TO
@@ -748,7 +750,8 @@ def test_fault_idle_timeout_survives_upgrade(handler: Handler, tls_policy: TLSPo
     says so.
     """
     clock = Clock()
-    client = Client(handler, tls_policy, UpgradePolicy.PROBE, clock, Faults(idle_timeout=3.0))
+    hooks = FaultInjector(Faults(idle_timeout=3.0), QueryLog(), clock)
+    client = Client(handler, tls_policy, UpgradePolicy.PROBE, clock, hooks)
     client.send(probe(options=[KEEPALIVE]))
     [wire] = client.replies()
     assert keepalive(parse(wire)) == 30

@@ -1,0 +1,218 @@
+# -*- test-case-name: tests.transport.test_protocol -*-
+"""
+One stream connection's life, apart from what it says: Nagle's algorithm
+off, the idle and handshake clocks, the keepalive it advertises, writing
+framed replies, and closing (gracefully, then by force when the peer does
+not let go).  L{dnstls.transport.stream.DNSStreamProtocol} adds the DNS.
+
+Idle means no complete message and no answer owed for C{idle_timeout}
+seconds; partial data does not count.  Nothing is written after the peer
+has gone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dnstls.handler import Transport
+from dnstls.transport.directsend import nothing_queued, write_now
+from dnstls.transport.framing import frame
+
+if TYPE_CHECKING:
+    from dnstls.transport.stream import DNSStreamFactory
+
+
+class StreamConnection(Protocol):
+    """
+    The clocks, writes and close of a DNS stream connection.
+
+    @ivar kind: TCP, or TLS (also once a TCP/53 connection is upgraded).
+    @ivar idle_timeout: this connection's idle timeout, in seconds.
+    @ivar closed: whether the connection is gone.
+    """
+
+    log = Logger()
+
+    def __init__(self, factory: DNSStreamFactory, peer: tuple[str, int]) -> None:
+        self.factory: DNSStreamFactory = factory
+        self.peer = peer
+        #: the socket under a clear-text TCP transport, for direct sends
+        self._socket: Any = None
+        self._idle: IDelayedCall | None = None
+        self._abort: IDelayedCall | None = None
+        self._handshake: IDelayedCall | None = None
+        self.kind = factory.transport_kind
+        hooks = factory.hooks
+        override = hooks.idle_timeout() if hooks is not None else None
+        self.idle_timeout = override or factory.idle_timeout
+        self._answered = 0
+        self._owed = 0
+        self._closing = False
+        self.closed = False
+
+    def connectionMade(self) -> None:
+        """
+        Turn Nagle's algorithm off and start the idle clock.
+        """
+        if self.kind is Transport.TCP and nothing_queued(self.transport):
+            self._socket = getattr(self.transport, "socket", None)
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass
+        self.factory.opened(self)
+        if self.kind is Transport.TLS:
+            self._start_handshake_clock()
+        self._start_idle()
+
+    def _start_handshake_clock(self) -> None:
+        self._handshake = self.factory.clock.callLater(
+            self.factory.handshake_timeout, self._handshake_expired
+        )
+
+    def _handshake_expired(self) -> None:
+        self._handshake = None
+        self.log.debug("dropping {peer}: no TLS handshake in time", peer=self.peer)
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None and not self.closed:
+            abort()
+
+    def keepalive(self, idle_timeout: float | None = None) -> int:
+        """
+        The edns-tcp-keepalive value to send now, in units of 100 ms: this
+        connection's idle timeout (or C{idle_timeout}), or 0 when the server
+        is near its cap.
+        """
+        hooks = self.factory.hooks
+        if self.factory.limits.busy or (hooks is not None and hooks.keepalive_zero()):
+            return 0
+        timeout = self.idle_timeout if idle_timeout is None else idle_timeout
+        return min(0xFFFF, int(timeout * 10))
+
+    def _send(self, reply: bytes) -> None:
+        """
+        Write one framed reply in one call, unless the peer is gone or we
+        are closing.
+        """
+        transport = self.transport
+        if self.closed or transport is None or getattr(transport, "disconnecting", False):
+            return
+        try:
+            framed = frame(reply)
+        except ValueError:
+            self.log.failure("framing a {size}-octet reply to {peer}", size=len(reply), peer=self.peer)
+            return
+        self._write(framed)
+        self._answered += 1
+        hooks = self.factory.hooks
+        if hooks is not None:
+            close_after = hooks.close_after()
+            if close_after and self._answered >= close_after:
+                self._close()
+
+    def _send_all(self, replies: list[bytes]) -> None:
+        """
+        Write framed replies in one call, unless the peer is gone or we are
+        closing.
+        """
+        if len(replies) == 1:
+            self._send(replies[0])
+            return
+        transport = self.transport
+        if self.closed or transport is None or getattr(transport, "disconnecting", False):
+            return
+        framed: list[bytes] = []
+        for reply in replies:
+            try:
+                framed.append(frame(reply))
+            except ValueError:
+                self.log.failure(
+                    "framing a {size}-octet reply to {peer}", size=len(reply), peer=self.peer
+                )
+        self._write(b"".join(framed))
+        self._answered += len(framed)
+
+    def _write(self, data: bytes) -> None:
+        """
+        Hand C{data} to the transport; on a clear-text TCP connection with
+        nothing queued, its socket is offered it first (L{write_now}).
+        """
+        transport = self.transport
+        assert transport is not None
+        if self.kind is Transport.TCP:
+            write_now(transport, self._socket, data)
+        else:
+            transport.write(data)
+
+    def _paid(self) -> None:
+        """
+        One owed answer is settled; once none is owed the idle clock runs.
+        """
+        self._owed -= 1
+        if self._owed == 0:
+            self._start_idle()
+
+    def _start_idle(self) -> None:
+        """
+        (Re)start the idle clock, which runs only while no answer is owed.
+        """
+        idle = self._idle
+        if self._owed == 0 and not self.closed and not self._closing:
+            # moving a pending call later costs a subtraction; a new one a
+            # heap insertion and the old one's removal
+            if idle is not None and idle.active():
+                idle.reset(self.idle_timeout)
+            else:
+                self._idle = self.factory.clock.callLater(self.idle_timeout, self._expire)
+        elif idle is not None:
+            if idle.active():
+                idle.cancel()
+            self._idle = None
+
+    def _expire(self) -> None:
+        self._idle = None
+        if self._owed == 0:
+            self.log.debug("closing idle stream from {peer}", peer=self.peer)
+            self._close()
+
+    def _close(self) -> None:
+        """
+        Close gracefully (flushing what is written, and a TLS close_notify),
+        and abort if the peer has not let go C{idle_timeout} seconds later:
+        a peer that never reads would otherwise hold the connection forever.
+        """
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        if self.transport is None or self.closed or self._closing:
+            return
+        self._closing = True
+        self._abort = self.factory.clock.callLater(self.idle_timeout, self._force_close)
+        self.transport.loseConnection()
+
+    def _force_close(self) -> None:
+        self._abort = None
+        abort = getattr(self.transport, "abortConnection", None)
+        if not self.closed and abort is not None:
+            self.log.debug("aborting stream from {peer}: it did not close", peer=self.peer)
+            abort()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Stop the clock and forget the connection; nothing is written after.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        for call in (self._idle, self._abort, self._handshake):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle = self._abort = self._handshake = None
+        self.factory.closed(self)

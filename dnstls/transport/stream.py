@@ -1,0 +1,356 @@
+# -*- test-case-name: tests.transport.test_protocol -*-
+"""
+DNS over a byte stream, TCP on port 53 or the inside of a TLS session: it
+frames bytes, enforces limits and hands each whole message to the
+L{Handler}; it never decides an answer.
+
+It follows RFC 7766: it reassembles messages from any split, answers
+pipelined queries as each answer is ready, writes the length and the
+message in one call, closes a connection that sends a length below 12, and
+closes an idle one (L{dnstls.transport.connection}).  A handler that raises
+or fails is logged; nothing reaches the reactor.
+
+Inside TLS it also drops a client that has not finished its handshake
+within C{handshake_timeout} seconds.  On TCP/53 it carries out the TO-bit
+upgrade of L{dnstls.transport.upgrade}: the first query decides, its reply
+goes out in clear text, every clear-text byte after it is dropped, and the
+connection then behaves as one on the TLS port.  Every reply on a stream
+learns the connection's current idle timeout, for edns-tcp-keepalive
+(RFC 7828): 0 once the server is near its connection cap.
+
+With L{ServerHooks} (the test kit), every query goes through them and every
+reply is written by itself; without (production), the reply cache is asked
+first and the replies ready at once are written together.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IHandshakeListener, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from dnstls.handler import Answerer, QueryContext, Transport
+from dnstls.transport.connection import StreamConnection
+from dnstls.transport.fastpath import FastAnswerer, Shape
+from dnstls.transport.framing import FrameDecoder, FramingError
+from dnstls.transport.hooks import ServerHooks
+from dnstls.transport.limits import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    ConnectionLimits,
+)
+from dnstls.transport.tlsinfo import TLSInfo
+from dnstls.transport.upgrade import Upgrade, UpgradePolicy, should_upgrade
+
+
+@implementer(IHandshakeListener)
+class DNSStreamProtocol(StreamConnection):
+    """
+    DNS over a byte stream: TCP on port 53, or the inside of a TLS session.
+    """
+
+    def __init__(self, factory: DNSStreamFactory, peer: tuple[str, int]) -> None:
+        super().__init__(factory, peer)
+        self._decoder = FrameDecoder()
+        #: this connection's shape for the L{FastAnswerer}, while it holds
+        self._shape: Shape | None = None
+        self._upgraded = False
+        self._tls: TLSInfo | None = None
+        upgrade = factory.upgrade
+        self._first = upgrade is not None and upgrade.policy is not UpgradePolicy.OFF
+        self._discarding = False
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake is done: stop its clock, and tell the hooks.
+        """
+        if self._handshake is not None and self._handshake.active():
+            self._handshake.cancel()
+        self._handshake = None
+        hooks = self.factory.hooks
+        if hooks is not None:
+            self._tls = hooks.handshake_done(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Answer every message C{data} completes; a bad length closes the
+        connection after answering the messages before it, so that the
+        answers do not depend on how the network split the stream.
+        """
+        if self._discarding:
+            return
+        try:
+            messages = self._decoder.feed(data)
+            broken: FramingError | None = None
+        except FramingError as e:
+            messages, broken = e.messages, e
+        if messages and not self.closed:
+            if self.factory.hooks is None and not self._first:
+                self._answer_all(messages)
+            elif not self._answer_each(messages):
+                return
+        if broken is not None:
+            self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
+            self._close()
+
+    def _answer_all(self, messages: list[bytes]) -> None:
+        """
+        Answer C{messages}, with the replies ready at once written together
+        in one call, each whole with its length before it; the cache of a
+        L{FastAnswerer} is asked first, with one shape for them all.
+        """
+        replies: list[bytes] = []
+        fast = self.factory.fast
+        if fast is not None:
+            keepalive = self.keepalive()
+            shape = self._shape
+            if shape is None or shape[2] != keepalive:
+                shape = self._shape = fast.stream_shape(
+                    self.kind, self.peer[0], keepalive, True, self._upgraded
+                )
+            cached = fast.cached
+            for message in messages:
+                reply = cached(message, shape)
+                if reply is None:
+                    reply = self._reply(message, shape)
+                if reply is not None:
+                    replies.append(reply)
+        else:
+            for message in messages:
+                reply = self._reply(message)
+                if reply is not None:
+                    replies.append(reply)
+        if replies:
+            self._send_all(replies)
+        self._start_idle()
+
+    def _answer_each(self, messages: list[bytes]) -> bool:
+        """
+        Answer C{messages} one by one, deciding the upgrade on the first
+        query of a TCP/53 connection and letting the hooks have their say.
+
+        @return: whether the connection goes on as a clear-text stream
+            (C{False} once it is being upgraded or is closed).
+        """
+        hooks = self.factory.hooks
+        held: list[bytes] | None = [] if hooks and hooks.reverse() and len(messages) > 1 else None
+        for message in messages:
+            if self.closed:
+                return False
+            self._start_idle()
+            if self._first:
+                self._first = False
+                upgrade = self.factory.upgrade
+                assert upgrade is not None
+                declined = hooks is not None and hooks.decline_upgrade()
+                if not declined and should_upgrade(upgrade.policy, message, upgrade.legacy_probe):
+                    # What the client sent after its first query is clear
+                    # text it had no right to send: dropped, never answered.
+                    self._upgrade(message)
+                    return False
+            reply = self._reply(message)
+            if reply is not None:
+                if held is not None:
+                    held.append(reply)
+                else:
+                    self._send(reply)
+        for reply in reversed(held or []):
+            self._send(reply)
+        return True
+
+    def _upgraded_idle_timeout(self) -> float:
+        """
+        The idle timeout this connection has once upgraded: the TLS one (or
+        the one the hooks impose on every stream).
+        """
+        hooks = self.factory.hooks
+        override = hooks.idle_timeout() if hooks is not None else None
+        if override:
+            return override
+        upgrade = self.factory.upgrade
+        assert upgrade is not None
+        return upgrade.idle_timeout
+
+    def _upgrade(self, message: bytes) -> None:
+        """
+        Answer the first query with TO=1 in clear text, then become the TLS
+        server on this connection.
+        """
+        self._discarding = True
+        self._decoder.clear()
+        context = self._context(upgrade=True)
+        try:
+            reply = self._handle(message, context)
+        except Exception:
+            self.log.failure("answering the upgrade query from {peer}", peer=self.peer)
+            self._close()
+            return
+        if isinstance(reply, Deferred):
+            self._owed += 1
+            reply.addCallbacks(self._upgrade_owed, self._upgrade_failed)
+        else:
+            self._start_tls(reply)
+
+    def _upgrade_owed(self, reply: bytes | None) -> None:
+        self._owed -= 1
+        self._start_tls(reply)
+
+    def _upgrade_failed(self, failure: Failure) -> None:
+        self._owed -= 1
+        self.log.failure("answering the upgrade query from {peer}", failure, peer=self.peer)
+        self._close()
+
+    def _start_tls(self, reply: bytes | None) -> None:
+        """
+        Send the clear-text reply, drop whatever clear text came after the
+        first query, and start the TLS handshake as the server.
+        """
+        upgrade = self.factory.upgrade
+        start = getattr(self.transport, "startTLS", None)
+        if self.closed or reply is None or upgrade is None or start is None:
+            self._close()
+            return
+        self._send(reply)
+        hooks = self.factory.hooks
+        if hooks is not None and hooks.abort_handshake():
+            # Close once the TO=1 reply is flushed (abortConnection would
+            # discard it): the client sees the grant, then its handshake fails.
+            self._close()
+            return
+        self._decoder = FrameDecoder()
+        self._shape = None
+        self.kind = Transport.TLS
+        self.idle_timeout = self._upgraded_idle_timeout()
+        self._upgraded = True
+        self._discarding = False
+        start(upgrade.tls)
+        self._start_handshake_clock()
+        self._start_idle()
+
+    def _context(self, upgrade: bool = False) -> QueryContext:
+        """
+        The context of a query on this connection now; for the query that
+        upgrades it, a clear-text TCP one whose keepalive is the idle
+        timeout the connection has from its reply on.
+        """
+        hooks = self.factory.hooks
+        return QueryContext(
+            Transport.TCP if upgrade else self.kind,
+            self.peer,
+            self.keepalive(self._upgraded_idle_timeout() if upgrade else None),
+            upgrade=upgrade,
+            upgraded=self._upgraded,
+            padding=hooks is None or hooks.padding(),
+            tls=self._tls,
+        )
+
+    def _handle(self, message: bytes, context: QueryContext) -> bytes | None | Deferred[bytes | None]:
+        """
+        The answerer's reply to one message, through the hooks if any.
+        """
+        hooks = self.factory.hooks
+        if hooks is not None:
+            return hooks.query(message, context, self.factory.handler)
+        return self.factory.handler.handle(message, context)
+
+    def _reply(self, message: bytes, missed: Shape | None = None) -> bytes | None:
+        """
+        The reply to one message if it is ready now; a later one is sent
+        when its Deferred fires.  A failure is logged and the connection
+        goes on.
+
+        @param missed: the shape the reply cache was just asked in for
+            C{message}, and did not hold it: not asked again.
+        """
+        context = self._context()
+        try:
+            reply: bytes | None | Deferred[bytes | None]
+            fast = self.factory.fast
+            if missed is not None and fast is not None:
+                reply = fast.missed(message, context, missed)
+            else:
+                reply = self._handle(message, context)
+        except Exception:
+            self.log.failure("answering a stream query from {peer}", peer=self.peer)
+            return None
+        if isinstance(reply, Deferred):
+            self._owed += 1
+            reply.addCallbacks(self._send_owed, self._failed)
+            return None
+        return reply
+
+    def _send_owed(self, reply: bytes | None) -> None:
+        self._paid()
+        if reply is not None:
+            self._send(reply)
+
+    def _failed(self, failure: Failure) -> None:
+        self._paid()
+        self.log.failure("answering a stream query from {peer}", failure, peer=self.peer)
+
+
+class DNSStreamFactory(Factory):
+    """
+    Builds L{DNSStreamProtocol}s within the L{ConnectionLimits}.
+    """
+
+    log = Logger()
+    noisy = False
+
+    def __init__(
+        self,
+        handler: Answerer,
+        clock: IReactorTime,
+        transport_kind: Transport = Transport.TCP,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        limits: ConnectionLimits | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        upgrade: Upgrade | None = None,
+        hooks: ServerHooks | None = None,
+    ) -> None:
+        self.handler = handler
+        #: the handler's cache, asked first when there are no hooks
+        self.fast = handler if isinstance(handler, FastAnswerer) else None
+        self.clock = clock
+        self.transport_kind = transport_kind
+        self.idle_timeout = idle_timeout
+        self.limits = limits if limits is not None else ConnectionLimits()
+        self.handshake_timeout = handshake_timeout
+        self.upgrade = upgrade
+        self.hooks = hooks
+
+    @property
+    def connections(self) -> set[StreamConnection]:
+        """
+        The open connections, on this listener and the others that share
+        its limits.
+        """
+        return self.limits.connections
+
+    def opened(self, protocol: StreamConnection) -> None:
+        """
+        Count a connection that has started.
+        """
+        self.limits.opened(protocol)
+
+    def closed(self, protocol: StreamConnection) -> None:
+        """
+        Forget a connection that has ended.
+        """
+        self.limits.closed(protocol)
+
+    def buildProtocol(self, addr: IAddress) -> DNSStreamProtocol | None:  # type: ignore[override]
+        """
+        A protocol for a new connection, or C{None} (which closes it at once)
+        when a cap is reached.
+        """
+        host = getattr(addr, "host", "")
+        port = getattr(addr, "port", 0)
+        refusal = self.limits.refusal(host)
+        if refusal is not None:
+            self.log.debug("refusing {addr}: {why}", addr=addr, why=refusal)
+            return None
+        return DNSStreamProtocol(self, (host, port))
