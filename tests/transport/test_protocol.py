@@ -20,7 +20,6 @@ from twisted.internet.testing import StringTransport, StringTransportWithDisconn
 from twisted.logger import LogLevel, capturedLogs
 
 from dnstls.handler import Handler, QueryContext, Transport
-from dnstls.tap import load_store
 from dnstls.transport.framing import FrameDecoder, frame
 from dnstls.transport.protocol import (
     DEFAULT_IDLE_TIMEOUT,
@@ -29,7 +28,7 @@ from dnstls.transport.protocol import (
     DNSStreamFactory,
     DNSStreamProtocol,
 )
-from tests.support import ZONES
+from tests.support import ZONES, load_store
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
 

@@ -27,13 +27,12 @@ from twisted.python.failure import Failure
 
 from dnstls.certs import generate_self_signed
 from dnstls.handler import RESPONSE_PADDING, Handler, QueryContext, Transport
-from dnstls.tap import load_store
 from dnstls.testing.faults import Faults
 from dnstls.transport.framing import frame
 from dnstls.transport.protocol import DNSStreamFactory, DNSStreamProtocol, Upgrade
 from dnstls.transport.tls import TLSPolicy, pem_certificate
 from dnstls.transport.upgrade import TO, UpgradePolicy
-from tests.support import ZONES
+from tests.support import ZONES, load_store
 
 NAME = "dns.example.test"
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
