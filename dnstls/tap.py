@@ -36,6 +36,7 @@ from dnstls.testing.control import ControlFactory
 from dnstls.testing.faults import FaultInjector, Faults
 from dnstls.testing.querylog import QueryLog
 from dnstls.transport.fastpath import FastAnswerer
+from dnstls.transport.handdown import InheritedSockets, die_with_parent
 from dnstls.transport.listen import ListeningService, bind_stream, bind_udp_and_tcp
 from dnstls.transport.protocol import (
     ConnectionLimits,
@@ -45,7 +46,7 @@ from dnstls.transport.protocol import (
 )
 from dnstls.transport.tls import TLSPolicy, TLSServerFactory
 from dnstls.transport.upgrade import UpgradePolicy
-from dnstls.transport.workers import InheritedSockets, WorkersService, die_with_parent, supervise
+from dnstls.transport.workers import WorkersService, supervise
 from dnstls.zones.zoneset import ZoneSet, ZoneSources
 
 __all__ = ["Options", "ServerService", "answer_source", "makeService"]

@@ -43,14 +43,15 @@ Every worker has its own caches and its own connection caps
 (C{--max-connections} is per process).  C{{worker}} in C{--identity} becomes
 the worker's number, so that C{id.server} tells which one answered.  The
 test kit's C{--control} socket is refused with C{--workers}.
+
+Here is the supervisor; what it hands down, and how a worker takes it, is
+in L{dnstls.transport.handdown}; one worker process as the supervisor sees
+it, in L{dnstls.transport.workerprocess}.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
-import ctypes.util
-import json
 import os
 import re
 import signal
@@ -61,27 +62,24 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import InvalidLogLevelError, Logger, LogLevel
 from twisted.python.failure import Failure
 
 from dnstls.certs import Credential
-from dnstls.errors import StartupError
-from dnstls.transport.listen import Address, bind_stream, bind_udp_and_tcp, bound_address
+from dnstls.transport.handdown import (
+    CREDENTIALS_KIND,
+    FIRST_FD,
+    INHERIT_ENVIRONMENT,
+    PARENT_ENVIRONMENT,
+    bind_for_workers,
+    credentials_file,
+)
+from dnstls.transport.listen import bound_address
+from dnstls.transport.workerprocess import WorkerProcess, worker_arguments
 
-#: The environment variable that makes a process a worker: its number and
-#: its inherited sockets (and credentials), as C{2 udp=3,tcp=4,tls=5,pem=6}.
-INHERIT_ENVIRONMENT = "DNSTLS_WORKER"
-#: The pid of the supervisor that started a worker.
-PARENT_ENVIRONMENT = "DNSTLS_WORKER_PARENT"
-#: The text in C{--identity} that becomes the worker's number.
-WORKER_PLACEHOLDER = "{worker}"
 #: How long a stopping worker has after SIGTERM before SIGKILL.
 STOP_GRACE = 5.0
 #: A worker that served this many seconds before it ended is restarted
@@ -92,293 +90,9 @@ MAX_FAILURES = 5
 #: The first restart delay, doubled for each failure in a row.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
-#: The first inherited descriptor.
-FIRST_FD = 3
 
-_PR_SET_PDEATHSIG = 1
-_KINDS = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM, "tls": socket.SOCK_STREAM}
-#: The kind of the descriptor holding the credentials.
-_CREDENTIALS = "pem"
-#: A twistd log line: its timestamp, then C{[namespace#level] text}.
-_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+ ")
 _LEVEL = re.compile(r"^\[[^\]#]*#(\w+)\]")
 _READY = re.compile(r"\bserving \d+ zones?\b")
-#: Output without a line break is logged in pieces of at most this size.
-_LONGEST_LINE = 65536
-
-
-class InheritedSockets:
-    """
-    The sockets a worker was given by its supervisor, taken in the order
-    the options list the addresses: for each C{--listen} a UDP and a TCP
-    socket, then for each C{--listen-tls} a TCP one.
-
-    @ivar number: the worker's number, from 1.
-    """
-
-    def __init__(self, number: int, descriptors: Sequence[tuple[str, int]]) -> None:
-        self.number = number
-        self._pending = [(kind, fd) for kind, fd in descriptors if kind != _CREDENTIALS]
-        self._credentials = [fd for kind, fd in descriptors if kind == _CREDENTIALS]
-
-    def credentials(self) -> list[Credential] | None:
-        """
-        The TLS credentials the supervisor read, or C{None} if it handed
-        none down.
-
-        @raise StartupError: if they cannot be read.
-        """
-        if not self._credentials:
-            return None
-        fd = self._credentials.pop()
-        try:
-            size = os.fstat(fd).st_size
-            data = b""
-            while len(data) < size:
-                chunk = os.pread(fd, size - len(data), len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return decode_credentials(data)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise StartupError(f"worker {self.number}: cannot read the credentials: {e}") from None
-        finally:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> InheritedSockets | None:
-        """
-        The sockets L{INHERIT_ENVIRONMENT} describes, or C{None} when this
-        process is not a worker.
-
-        @raise StartupError: if the variable cannot be read.
-        """
-        text = environ.get(INHERIT_ENVIRONMENT)
-        if text is None:
-            return None
-        try:
-            number_text, _, spec = text.partition(" ")
-            descriptors = []
-            for item in spec.split(","):
-                kind, _, fd = item.partition("=")
-                if kind not in _KINDS and kind != _CREDENTIALS:
-                    raise ValueError(kind)
-                descriptors.append((kind, int(fd)))
-            return cls(int(number_text), descriptors)
-        except ValueError:
-            raise StartupError(f"{INHERIT_ENVIRONMENT}={text!r} is not NUMBER KIND=FD,...") from None
-
-    def udp_and_tcp(self, address: Address) -> tuple[socket.socket, socket.socket]:
-        """
-        The UDP and TCP sockets for C{--listen address}.
-
-        @raise StartupError: if the next descriptors are not those.
-        """
-        return self._take("udp", address), self._take("tcp", address)
-
-    def stream(self, address: Address, name: str = "tls") -> socket.socket:
-        """
-        The listening socket for C{address}, a C{--listen-tls} one.
-
-        @raise StartupError: if the next descriptor is not that.
-        """
-        return self._take(name, address)
-
-    def _take(self, kind: str, address: Address) -> socket.socket:
-        if not self._pending:
-            raise StartupError(f"worker {self.number}: no inherited socket for {kind} {address}")
-        given, fd = self._pending.pop(0)
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError as e:
-            raise StartupError(f"worker {self.number}: descriptor {fd} is no socket: {e}") from None
-        bound = bound_address(sock)
-        if (
-            given != kind
-            or sock.type != _KINDS[kind]
-            or sock.family != address.family
-            or bound.host != address.host
-            or address.port not in (0, bound.port)
-        ):
-            sock.close()
-            raise StartupError(
-                f"worker {self.number}: descriptor {fd} ({given} {bound}) is not {kind} {address}"
-            )
-        sock.setblocking(False)
-        return sock
-
-
-def encode_credentials(credentials: Sequence[Credential]) -> bytes:
-    """
-    C{credentials} as JSON of PEM texts, for L{decode_credentials}.
-    """
-    pem = serialization.Encoding.PEM
-    return json.dumps(
-        [
-            {
-                "source": c.source,
-                "chain": [cert.public_bytes(pem).decode("ascii") for cert in c.chain],
-                "key": c.key.private_bytes(
-                    pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                ).decode("ascii"),
-            }
-            for c in credentials
-        ]
-    ).encode("ascii")
-
-
-def decode_credentials(data: bytes) -> list[Credential]:
-    """
-    The credentials L{encode_credentials} wrote.
-
-    @raise ValueError: if C{data} is not that.
-    """
-    found = []
-    for item in json.loads(data):
-        chain = tuple(x509.load_pem_x509_certificate(c.encode("ascii")) for c in item["chain"])
-        key = serialization.load_pem_private_key(item["key"].encode("ascii"), password=None)
-        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-            raise ValueError("not an RSA or ECDSA key")
-        found.append(Credential(chain, key, str(item["source"])))
-    return found
-
-
-def credentials_file(credentials: Sequence[Credential]) -> int | None:
-    """
-    An anonymous memory file (Linux's C{memfd_create}) holding
-    C{credentials} for the workers, or C{None} where there is none.
-    """
-    create = getattr(os, "memfd_create", None)
-    if create is None:
-        return None
-    fd: int = create("dnstls-credentials", getattr(os, "MFD_CLOEXEC", 1))
-    data = encode_credentials(credentials)
-    written = 0
-    while written < len(data):
-        written += os.write(fd, data[written:])
-    return fd
-
-
-def die_with_parent(environ: Mapping[str, str]) -> None:
-    """
-    Ask Linux to send this worker SIGTERM when its supervisor dies, so that
-    it never outlives a supervisor killed without a chance to stop it
-    (elsewhere, nothing is asked).
-
-    @raise StartupError: if the supervisor is already gone.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    parent = environ.get(PARENT_ENVIRONMENT)
-    if parent is not None and parent != str(os.getppid()):
-        raise StartupError(f"the server that started this worker (pid {parent}) is gone")
-
-
-def bind_for_workers(
-    listen: Sequence[Address], listen_tls: Sequence[Address], count: int
-) -> list[list[tuple[str, socket.socket]]]:
-    """
-    For each of C{count} workers, its sockets: for every plain address a
-    UDP and a TCP socket, for every TLS address a TCP one, all the workers'
-    sockets for one address on one port with C{SO_REUSEPORT}.
-
-    @raise StartupError: if one cannot be bound (those bound are closed).
-    """
-    shares: list[list[tuple[str, socket.socket]]] = [[] for _ in range(count)]
-    try:
-        for address in listen:
-            udp, tcp = bind_udp_and_tcp(address)
-            _share_port(udp, tcp)
-            shares[0] += [("udp", udp), ("tcp", tcp)]
-            same = bound_address(tcp)
-            for share in shares[1:]:
-                udp, tcp = bind_udp_and_tcp(same, reuse_port=True)
-                share += [("udp", udp), ("tcp", tcp)]
-        for address in listen_tls:
-            tls = bind_stream(address, "tls")
-            _share_port(tls)
-            shares[0].append(("tls", tls))
-            same = bound_address(tls)
-            for share in shares[1:]:
-                share.append(("tls", bind_stream(same, "tls", reuse_port=True)))
-    except StartupError:
-        for share in shares:
-            for _, sock in share:
-                sock.close()
-        raise
-    return shares
-
-
-def _share_port(*socks: socket.socket) -> None:
-    # Set after the bind: had it been set before, a port another process
-    # holds with SO_REUSEPORT would have been joined instead of refused.
-    for sock in socks:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-
-
-def worker_arguments(
-    args: Sequence[str], number: int, state_dir: str, identity: str | None
-) -> list[str]:
-    """
-    The C{twistd dnstls} options of worker C{number}: the supervisor's
-    C{args}, then C{--workers 1}, the state directory the supervisor used
-    (the shared certificate) and, when it has L{WORKER_PLACEHOLDER}, the
-    identity with the worker's number (a later option wins).
-    """
-    extra = ["--workers", "1", "--state-dir", state_dir]
-    if identity is not None and WORKER_PLACEHOLDER in identity:
-        extra += ["--identity", identity.replace(WORKER_PLACEHOLDER, str(number))]
-    return [*args, *extra]
-
-
-class _Worker(ProcessProtocol):
-    """
-    One worker process: its output relayed line by line, its end reported.
-    """
-
-    def __init__(self, supervisor: WorkersService, number: int, started: float) -> None:
-        self.supervisor = supervisor
-        self.number = number
-        self.pid = 0
-        self.started = started
-        self.ready = False
-        self.last_error = ""
-        self.ended: Deferred[None] = Deferred()
-        self.running = True
-        self._buffers = {1: b"", 2: b""}
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        lines = (self._buffers.get(childFD, b"") + data).split(b"\n")
-        self._buffers[childFD] = lines.pop()
-        if len(self._buffers[childFD]) > _LONGEST_LINE:
-            lines.append(self._buffers[childFD])
-            self._buffers[childFD] = b""
-        for line in lines:
-            self._line(childFD, line)
-
-    def _line(self, childFD: int, raw: bytes) -> None:
-        line = _TIMESTAMP.sub("", raw.decode("utf-8", "replace").rstrip("\r"))
-        if not line.strip():
-            return
-        if childFD == 2 or "#error]" in line or "#critical]" in line:
-            self.last_error = line
-        self.supervisor.relay(self, line, error=childFD == 2)
-
-    def processEnded(self, reason: Failure) -> None:
-        for fd, rest in self._buffers.items():
-            if rest:
-                self._line(fd, rest)
-        self._buffers = {1: b"", 2: b""}
-        self.running = False
-        self.supervisor.ended(self, reason)
-        self.ended.callback(None)
 
 
 class WorkersService(Service):
@@ -428,7 +142,7 @@ class WorkersService(Service):
         self._previous_hup: Callable[[int, FrameType | None], Any] | int | None = None
         self._stopping = False
         self._announced = False
-        self.workers: list[_Worker | None] = [None] * len(self._sockets)
+        self.workers: list[WorkerProcess | None] = [None] * len(self._sockets)
         self.failed = False
 
     def command(self, number: int) -> list[str]:
@@ -465,13 +179,13 @@ class WorkersService(Service):
             spec.append(f"{kind}={FIRST_FD + offset}")
         if self._credentials is not None:
             fds[FIRST_FD + len(share)] = self._credentials
-            spec.append(f"{_CREDENTIALS}={FIRST_FD + len(share)}")
+            spec.append(f"{CREDENTIALS_KIND}={FIRST_FD + len(share)}")
         environment = {
             **os.environ,
             INHERIT_ENVIRONMENT: f"{number} {','.join(spec)}",
             PARENT_ENVIRONMENT: str(os.getpid()),
         }
-        worker = _Worker(self, number, self._reactor.seconds())
+        worker = WorkerProcess(self, number, self._reactor.seconds())
         command = self.command(number)
         try:
             process = self._reactor.spawnProcess(
@@ -489,7 +203,7 @@ class WorkersService(Service):
         self.workers[index] = worker
         self.log.info("started worker {number}, pid {pid}", number=number, pid=worker.pid)
 
-    def relay(self, worker: _Worker, line: str, error: bool = False) -> None:
+    def relay(self, worker: WorkerProcess, line: str, error: bool = False) -> None:
         """
         Log one line of a worker's output, at its own level (an error for
         its standard error); note when the worker says it is serving.
@@ -511,7 +225,7 @@ class WorkersService(Service):
                 self._announced = True
                 self.log.info("all {count} workers ready", count=len(self.workers))
 
-    def ended(self, worker: _Worker, reason: Failure) -> None:
+    def ended(self, worker: WorkerProcess, reason: Failure) -> None:
         """
         A worker ended: expected when stopping; a start-up failure stops the
         server; otherwise it is restarted after a backoff, or given up.
@@ -590,7 +304,7 @@ class WorkersService(Service):
         self.log.info("reload: passing SIGHUP to {count} workers", count=len(serving))
         self._signal(serving, "HUP")
 
-    def _signal(self, workers: Sequence[_Worker | None], name: str) -> None:
+    def _signal(self, workers: Sequence[WorkerProcess | None], name: str) -> None:
         for worker in workers:
             if worker is None or not worker.running:
                 continue
