@@ -48,6 +48,12 @@ def _positive(kind: type[int] | type[float], name: str) -> Any:
     return convert
 
 
+def _descriptor(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise usage.UsageError(f"--ready-fd takes a file descriptor number, not {text!r}")
+    return int(text)
+
+
 def _policy(text: str) -> UpgradePolicy:
     try:
         return UpgradePolicy(text)
@@ -191,6 +197,15 @@ class Options(usage.Options):
             "queries and connections among them; --max-connections applies to each, and "
             "{worker} in --identity becomes the number of the worker that answers.",
             _positive(int, "workers"),
+        ],
+        [
+            "ready-fd",
+            None,
+            None,
+            "Once serving, write one line of JSON to this open file descriptor and close it: "
+            '{"ready": true, "pid": ..., "listening": [{"transport", "address", "port"}...], '
+            '"zones": [{"origin", "serial"}...]}, the ports those port 0 chose (see README).',
+            _descriptor,
         ],
     ]
 

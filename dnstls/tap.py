@@ -26,6 +26,7 @@ from dnstls.chaos import Chaos
 from dnstls.errors import StartupError
 from dnstls.handler import Answerer, Handler, Transport
 from dnstls.options import Options
+from dnstls.ready import ReadyChannel
 from dnstls.resolver.cache import Cache
 from dnstls.resolver.forward import Forwarder, Recursion, Source
 from dnstls.resolver.forward_tls import load_trust_root
@@ -143,6 +144,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
     inherited = InheritedSockets.from_environment(os.environ)
     if inherited is not None:
         die_with_parent(os.environ)
+    ready = ReadyChannel.open(options["ready-fd"])
     state_dir = Path(options["state-dir"]) if options["state-dir"] else default_state_dir()
     zones = zone_set(options["zones"], options["zone"])
     zones.load()
@@ -170,7 +172,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
     if inherited is None and options["workers"] > 1:
         given = getattr(options, "raw_args", [])
         return supervise(
-            options, given, str(state_dir), policy.credentials if policy else None, reactor
+            options, given, str(state_dir), policy.credentials if policy else None, reactor, ready
         )
     recursion = None
     if source is not None:
@@ -240,4 +242,5 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
         reactor,
         ticket_rotation=options["tls-ticket-rotation"],
         strict_zones=bool(options["strict-zones"]),
+        ready=ready,
     )

@@ -114,7 +114,7 @@ def answers_soa(host: str, port: int, origin: str) -> bool:
 class DnstlsProcess(DnstlsChild):
     """
     C{twistd -n dnstls ARGS} in a child process, started from the source
-    tree, with its listening addresses read from its log; with
+    tree, with its listening addresses read from its C{--ready-fd} report; with
     C{--no-recursion} unless C{ARGS} name forwarders or root hints (see
     L{without_recursion}).
     """

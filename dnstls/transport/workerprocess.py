@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.transport.test_workers -*-
 """
 One worker process as its supervisor sees it (L{WorkerProcess}): its
-command-line options, and its output relayed to the supervisor's log line
-by line.
+command-line options, its output relayed to the supervisor's log line by
+line, and the readiness it reports on a pipe of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import InvalidLogLevelError, LogLevel
 from twisted.python.failure import Failure
+
+from dnstls.ready import Ready
 
 if TYPE_CHECKING:
     from dnstls.transport.workers import WorkersService
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 WORKER_PLACEHOLDER = "{worker}"
 #: A twistd log line: its timestamp, then C{[namespace#level] text}.
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+ ")
+_LEVEL = re.compile(r"^\[[^\]#]*#(\w+)\]")
 #: Output without a line break is logged in pieces of at most this size.
 _LONGEST_LINE = 65536
 
@@ -40,23 +44,44 @@ def worker_arguments(
         extra += ["--identity", identity.replace(WORKER_PLACEHOLDER, str(number))]
     return [*args, *extra]
 
+
 class WorkerProcess(ProcessProtocol):
     """
-    One worker process: its output relayed line by line, its end reported.
+    One worker process: its output relayed line by line at its own level,
+    its readiness read from a pipe of its own (its C{--ready-fd}, see
+    L{dnstls.ready}), its end reported.
+
+    @ivar ready_fd: the worker's descriptor of that pipe.
+    @ivar report: what the worker reported there once it served.
+    @ivar last_error: its last line on standard error, or logged as an error.
     """
 
-    def __init__(self, supervisor: WorkersService, number: int, started: float) -> None:
+    def __init__(
+        self, supervisor: WorkersService, number: int, started: float, ready_fd: int
+    ) -> None:
         self.supervisor = supervisor
         self.number = number
         self.pid = 0
         self.started = started
-        self.ready = False
+        self.ready_fd = ready_fd
+        self.report: Ready | None = None
         self.last_error = ""
         self.ended: Deferred[None] = Deferred()
         self.running = True
         self._buffers = {1: b"", 2: b""}
+        self._ready_line = b""
+
+    @property
+    def ready(self) -> bool:
+        """
+        Whether the worker has reported that it serves.
+        """
+        return self.report is not None
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == self.ready_fd:
+            self._ready_received(data)
+            return
         lines = (self._buffers.get(childFD, b"") + data).split(b"\n")
         self._buffers[childFD] = lines.pop()
         if len(self._buffers[childFD]) > _LONGEST_LINE:
@@ -65,13 +90,27 @@ class WorkerProcess(ProcessProtocol):
         for line in lines:
             self._line(childFD, line)
 
+    def _ready_received(self, data: bytes) -> None:
+        if self.report is not None or len(self._ready_line) > _LONGEST_LINE:
+            return
+        self._ready_line += data
+        line, newline, _ = self._ready_line.partition(b"\n")
+        if not newline:
+            return
+        try:
+            self.report = Ready.from_json(line)
+        except ValueError as e:
+            self.last_error = f"--ready-fd {self.ready_fd}: {e}"
+            return
+        self.supervisor.worker_ready(self)
+
     def _line(self, childFD: int, raw: bytes) -> None:
         line = _TIMESTAMP.sub("", raw.decode("utf-8", "replace").rstrip("\r"))
         if not line.strip():
             return
         if childFD == 2 or "#error]" in line or "#critical]" in line:
             self.last_error = line
-        self.supervisor.relay(self, line, error=childFD == 2)
+        self.supervisor.relay(self, line, _level(line, LogLevel.error if childFD == 2 else LogLevel.info))
 
     def processEnded(self, reason: Failure) -> None:
         for fd, rest in self._buffers.items():
@@ -81,3 +120,17 @@ class WorkerProcess(ProcessProtocol):
         self.running = False
         self.supervisor.ended(self, reason)
         self.ended.callback(None)
+
+
+def _level(line: str, default: LogLevel) -> LogLevel:
+    """
+    The level of a twistd log line, C{[namespace#level] text}, else C{default}.
+    """
+    match = _LEVEL.match(line)
+    if match is not None:
+        try:
+            level: LogLevel = LogLevel.levelWithName(match.group(1))
+        except InvalidLogLevelError:
+            return default
+        return level
+    return default

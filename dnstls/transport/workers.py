@@ -52,8 +52,8 @@ it, in L{dnstls.transport.workerprocess}.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
-import re
 import signal
 import socket
 import sys
@@ -65,10 +65,11 @@ from typing import Any, TextIO
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.logger import InvalidLogLevelError, Logger, LogLevel
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from dnstls.certs import Credential
+from dnstls.ready import Ready, ReadyChannel
 from dnstls.transport.handdown import (
     CREDENTIALS_KIND,
     FIRST_FD,
@@ -77,7 +78,7 @@ from dnstls.transport.handdown import (
     bind_for_workers,
     credentials_file,
 )
-from dnstls.transport.listen import bound_address
+from dnstls.transport.listen import Address, bound_address
 from dnstls.transport.workerprocess import WorkerProcess, worker_arguments
 
 #: How long a stopping worker has after SIGTERM before SIGKILL.
@@ -90,9 +91,6 @@ MAX_FAILURES = 5
 #: The first restart delay, doubled for each failure in a row.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
-
-_LEVEL = re.compile(r"^\[[^\]#]*#(\w+)\]")
-_READY = re.compile(r"\bserving \d+ zones?\b")
 
 
 class WorkersService(Service):
@@ -116,6 +114,7 @@ class WorkersService(Service):
         exit_later: Callable[[int], object] | None = None,
         stderr: TextIO | None = None,
         credentials: int | None = None,
+        ready: ReadyChannel | None = None,
     ) -> None:
         """
         @param sockets: each worker's sockets, from L{bind_for_workers}.
@@ -129,6 +128,8 @@ class WorkersService(Service):
         @param credentials: a descriptor every worker is given to read its
             TLS credentials from (see L{credentials_file}); closed when the
             service stops.
+        @param ready: where to report ready once every worker is
+            (C{--ready-fd}).
         """
         self._reactor = reactor
         self._sockets = [list(share) for share in sockets]
@@ -137,6 +138,8 @@ class WorkersService(Service):
         self._exit_later = exit_later or exit_when_done
         self._stderr = stderr
         self._credentials = credentials
+        self._ready = ready
+        self._listening: list[tuple[str, Address]] = []
         self._failures = [0] * len(self._sockets)
         self._restarts: dict[int, Any] = {}
         self._previous_hup: Callable[[int, FrameType | None], Any] | int | None = None
@@ -145,13 +148,14 @@ class WorkersService(Service):
         self.workers: list[WorkerProcess | None] = [None] * len(self._sockets)
         self.failed = False
 
-    def command(self, number: int) -> list[str]:
+    def command(self, number: int, ready_fd: int) -> list[str]:
         """
-        The command line of worker C{number}.
+        The command line of worker C{number}, reporting ready on its
+        descriptor C{ready_fd}.
         """
         return [
             self._executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "dnstls", *self._arguments(number),
+            "-n", "--pidfile=", "dnstls", *self._arguments(number), "--ready-fd", str(ready_fd),
         ]
 
     def startService(self) -> None:
@@ -159,10 +163,9 @@ class WorkersService(Service):
         Log the shared addresses, start every worker, and pass SIGHUP on.
         """
         super().startService()  # type: ignore[no-untyped-call]
-        for kind, sock in self._sockets[0]:
-            self.log.info(
-                "listening on {kind} {address}", kind=kind, address=str(bound_address(sock))
-            )
+        self._listening = [(kind, bound_address(sock)) for kind, sock in self._sockets[0]]
+        for kind, address in self._listening:
+            self.log.info("listening on {kind} {address}", kind=kind, address=str(address))
         self._catch_hangup()
         for index in range(len(self._sockets)):
             if not self.failed:
@@ -185,8 +188,10 @@ class WorkersService(Service):
             INHERIT_ENVIRONMENT: f"{number} {','.join(spec)}",
             PARENT_ENVIRONMENT: str(os.getpid()),
         }
-        worker = WorkerProcess(self, number, self._reactor.seconds())
-        command = self.command(number)
+        ready_fd = FIRST_FD + len(fds) - 3
+        fds[ready_fd] = "r"
+        worker = WorkerProcess(self, number, self._reactor.seconds(), ready_fd)
+        command = self.command(number, ready_fd)
         try:
             process = self._reactor.spawnProcess(
                 worker, command[0], command, env=environment, childFDs=fds
@@ -203,27 +208,33 @@ class WorkersService(Service):
         self.workers[index] = worker
         self.log.info("started worker {number}, pid {pid}", number=number, pid=worker.pid)
 
-    def relay(self, worker: WorkerProcess, line: str, error: bool = False) -> None:
+    def relay(self, worker: WorkerProcess, line: str, level: LogLevel) -> None:
         """
-        Log one line of a worker's output, at its own level (an error for
-        its standard error); note when the worker says it is serving.
+        Log one line of a worker's output at C{level}.
         """
-        match = _LEVEL.match(line)
-        level = LogLevel.error if error else LogLevel.info
-        if match is not None:
-            try:
-                level = LogLevel.levelWithName(match.group(1))
-            except InvalidLogLevelError:
-                pass
         self.log.emit(
             level, "worker {number} (pid {pid}): {line}", number=worker.number, pid=worker.pid,
             line=line,
         )
-        if not worker.ready and _READY.search(line):
-            worker.ready = True
-            if not self._announced and all(w is not None and w.ready for w in self.workers):
-                self._announced = True
-                self.log.info("all {count} workers ready", count=len(self.workers))
+
+    def worker_ready(self, worker: WorkerProcess) -> None:
+        """
+        A worker reported that it serves: once every one has, the server is
+        ready, and says so on its own C{--ready-fd}.
+        """
+        if self._announced or not all(w is not None and w.ready for w in self.workers):
+            return
+        self._announced = True
+        self.log.info("all {count} workers ready", count=len(self.workers))
+        if self._ready is not None:
+            reports = [w.report for w in self.workers if w is not None and w.report is not None]
+            self._ready.report(
+                dataclasses.replace(
+                    Ready.of(self._listening, ()),
+                    zones=reports[0].zones,
+                    workers=tuple((w.number, w.pid) for w in self.workers if w is not None),
+                )
+            )
 
     def ended(self, worker: WorkerProcess, reason: Failure) -> None:
         """
@@ -373,6 +384,7 @@ def supervise(
     state_dir: str,
     credentials: Sequence[Credential] | None,
     reactor: Any,
+    ready: ReadyChannel | None = None,
 ) -> WorkersService:
     """
     The supervisor of C{options["workers"]} workers, their sockets bound.
@@ -381,6 +393,7 @@ def supervise(
     @param state_dir: the state directory this process used.
     @param credentials: the TLS credentials this process read, to hand
         down, if it read any.
+    @param ready: the C{--ready-fd} channel, if given.
     @raise StartupError: if a socket cannot be bound.
     """
     sockets = bind_for_workers(options["listen"], options["listen-tls"], options["workers"])
@@ -391,4 +404,4 @@ def supervise(
         return worker_arguments(given, number, state_dir, identity)
 
     held = credentials_file(credentials) if credentials else None
-    return WorkersService(reactor, sockets, arguments, credentials=held)
+    return WorkersService(reactor, sockets, arguments, credentials=held, ready=ready)
