@@ -143,6 +143,7 @@ class ReadyPipe:
 
     @ivar write_fd: the child's end, closed here once the child has it.
     @ivar report: the report read, once the line came.
+    @ivar error: why the line that came is no report, if it is none.
     @ivar closed: whether the pipe reached its end.
     """
 

@@ -144,6 +144,30 @@ class InheritedSockets:
         sock.setblocking(False)
         return sock
 
+def hand_down(
+    number: int, share: Sequence[tuple[str, socket.socket]], credentials: int | None
+) -> tuple[dict[int, object], dict[str, str]]:
+    """
+    What worker C{number} inherits: the descriptors, as C{spawnProcess}'s
+    C{childFDs} (its standard streams as pipes, then its sockets and the
+    credentials' descriptor from L{FIRST_FD} on), and the environment
+    variables that name them for L{InheritedSockets.from_environment}.
+    """
+    fds: dict[int, object] = {0: "w", 1: "r", 2: "r"}
+    spec = []
+    given = [(kind, sock.fileno()) for kind, sock in share]
+    if credentials is not None:
+        given.append((CREDENTIALS_KIND, credentials))
+    for offset, (kind, fd) in enumerate(given):
+        fds[FIRST_FD + offset] = fd
+        spec.append(f"{kind}={FIRST_FD + offset}")
+    environment = {
+        INHERIT_ENVIRONMENT: f"{number} {','.join(spec)}",
+        PARENT_ENVIRONMENT: str(os.getpid()),
+    }
+    return fds, environment
+
+
 def encode_credentials(credentials: Sequence[Credential]) -> bytes:
     """
     C{credentials} as JSON of PEM texts, for L{decode_credentials}.

@@ -70,14 +70,7 @@ from twisted.python.failure import Failure
 
 from dnstls.certs import Credential
 from dnstls.ready import Ready, ReadyChannel
-from dnstls.transport.handdown import (
-    CREDENTIALS_KIND,
-    FIRST_FD,
-    INHERIT_ENVIRONMENT,
-    PARENT_ENVIRONMENT,
-    bind_for_workers,
-    credentials_file,
-)
+from dnstls.transport.handdown import bind_for_workers, credentials_file, hand_down
 from dnstls.transport.listen import Address, bound_address
 from dnstls.transport.workerprocess import WorkerProcess, worker_arguments
 
@@ -174,21 +167,10 @@ class WorkersService(Service):
     def _spawn(self, index: int) -> None:
         self._restarts.pop(index, None)
         number = index + 1
-        share = self._sockets[index]
-        fds: dict[int, object] = {0: "w", 1: "r", 2: "r"}
-        spec = []
-        for offset, (kind, sock) in enumerate(share):
-            fds[FIRST_FD + offset] = sock.fileno()
-            spec.append(f"{kind}={FIRST_FD + offset}")
-        if self._credentials is not None:
-            fds[FIRST_FD + len(share)] = self._credentials
-            spec.append(f"{CREDENTIALS_KIND}={FIRST_FD + len(share)}")
-        environment = {
-            **os.environ,
-            INHERIT_ENVIRONMENT: f"{number} {','.join(spec)}",
-            PARENT_ENVIRONMENT: str(os.getpid()),
-        }
-        ready_fd = FIRST_FD + len(fds) - 3
+        fds, handed = hand_down(number, self._sockets[index], self._credentials)
+        environment = {**os.environ, **handed}
+        # the worker's ready pipe, read as its output is
+        ready_fd = max(fds) + 1
         fds[ready_fd] = "r"
         worker = WorkerProcess(self, number, self._reactor.seconds(), ready_fd)
         command = self.command(number, ready_fd)

@@ -16,10 +16,12 @@ from dnstls.errors import StartupError
 from dnstls.server import CredentialSources
 from dnstls.transport.handdown import (
     INHERIT_ENVIRONMENT,
+    PARENT_ENVIRONMENT,
     InheritedSockets,
     bind_for_workers,
     decode_credentials,
     encode_credentials,
+    hand_down,
 )
 from dnstls.transport.listen import Address
 from tests.certs import make_ca, make_leaf
@@ -76,3 +78,16 @@ def test_credentials_round_trip(tmp_path: Path) -> None:
     assert copy.pin == original.pin
     assert copy.source == original.source
     assert copy.key.private_numbers() == original.key.private_numbers()
+
+
+def test_hand_down_names_what_it_hands() -> None:
+    """A worker is handed its sockets from descriptor 3 on, then the credentials' descriptor,
+    and an environment that InheritedSockets reads back as those."""
+    [[(_, udp), (_, tcp)]] = bind_for_workers([Address("127.0.0.1", 0)], [], 1)
+    with udp, tcp:
+        fds, environment = hand_down(2, [("udp", udp), ("tcp", tcp)], 9)
+        assert fds == {0: "w", 1: "r", 2: "r", 3: udp.fileno(), 4: tcp.fileno(), 5: 9}
+        assert environment[INHERIT_ENVIRONMENT] == "2 udp=3,tcp=4,pem=5"
+        assert environment[PARENT_ENVIRONMENT] == str(os.getpid())
+        inherited = InheritedSockets.from_environment(environment)
+        assert inherited is not None and inherited.number == 2
