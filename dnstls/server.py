@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from dnstls.certs import Credential, default_credential, load_credential
 from dnstls.errors import StartupError, ZoneError
 from dnstls.handler import Handler
+from dnstls.ready import Ready, ReadyChannel
 from dnstls.transport.listen import ListeningService
 from dnstls.transport.tls import TLSPolicy
 from dnstls.zones.zoneset import ZoneReport, ZoneSet
@@ -79,12 +80,15 @@ class ServerService(MultiService):
         reactor: Any = None,
         ticket_rotation: float = 0,
         strict_zones: bool = False,
+        ready: ReadyChannel | None = None,
     ) -> None:
         """
         @param zones: the zones loaded, whose reports are logged at start.
         @param ticket_rotation: every this many seconds, give the TLS
             contexts new session-ticket keys (0: never).
         @param strict_zones: reload the zones only when every file loads.
+        @param ready: where to report, once the reactor runs, that the
+            server serves (C{--ready-fd}).
         """
         super().__init__()
         self.handler = handler
@@ -97,23 +101,37 @@ class ServerService(MultiService):
         self._ticket_rotation = ticket_rotation
         self._strict_zones = strict_zones
         self._rotation: LoopingCall | None = None
+        self._ready = ready
         listening.setServiceParent(self)
 
     def startService(self) -> None:
         """
         Start listening, log the certificates' pins, one line for each zone
         and the zones served (the last line says the server is ready), and
-        reload on SIGHUP.
+        reload on SIGHUP; once the reactor runs, report ready.
         """
         super().startService()
         if self.tls is not None:
             self._log_credentials(self.tls.credentials)
         self._log_zones()
         self._catch_hangup()
+        if self._ready is not None:
+            if self._reactor is not None:
+                self._reactor.callWhenRunning(self.report_ready)
+            else:
+                self.report_ready()
         if self.tls is not None and self._ticket_rotation > 0 and self._reactor is not None:
             self._rotation = LoopingCall(self.rotate_ticket_keys)
             self._rotation.clock = self._reactor
             self._rotation.start(self._ticket_rotation, now=False)
+
+    def report_ready(self) -> None:
+        """
+        Write the addresses listened on and the zones served to the
+        C{--ready-fd} descriptor, and close it.
+        """
+        if self._ready is not None:
+            self._ready.report(Ready.of(self.listening.addresses, self.handler.zones))
 
     def rotate_ticket_keys(self) -> None:
         """

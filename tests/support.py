@@ -23,7 +23,9 @@ import dns.message
 import dns.query
 import pytest
 
+from dnstls.tap import zone_set
 from dnstls.testing.process import DnstlsChild, LoggedProcess, chooses_recursion, twistd_dnstls
+from dnstls.zones.authority import ZoneStore
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "tests" / "zones"
@@ -38,6 +40,21 @@ www     A       192.0.2.42
 """
 #: The zones the Knot comparison serves: every file in tests/zones/.
 ZONE_ORIGINS = ("example.test.", "corner.test.", "child.corner.test.", "negttl.test.")
+
+
+def load_store(
+    zones_directory: str | os.PathLike[str] | None, zone_paths: Sequence[str]
+) -> ZoneStore:
+    """
+    Load every zone the options C{--zones} and C{--zone} would name, all
+    or none (as C{--strict-zones}), for a handler under test.
+
+    @raise StartupError: for a broken zone, or two files with one origin.
+    """
+    zones = zone_set(zones_directory, zone_paths)
+    zones.load()
+    zones.check_startup(strict=True)
+    return zones.store
 
 
 def require_tool(name: str) -> str:
@@ -112,7 +129,7 @@ def answers_soa(host: str, port: int, origin: str) -> bool:
 class DnstlsProcess(DnstlsChild):
     """
     C{twistd -n dnstls ARGS} in a child process, started from the source
-    tree, with its listening addresses read from its log; with
+    tree, with its listening addresses read from its C{--ready-fd} report; with
     C{--no-recursion} unless C{ARGS} name forwarders or root hints (see
     L{without_recursion}).
     """

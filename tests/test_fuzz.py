@@ -34,11 +34,10 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 
 from dnstls.handler import Handler, QueryContext, Transport
-from dnstls.tap import load_store
 from dnstls.transport.framing import FrameDecoder, frame
-from dnstls.transport.protocol import DNSStreamFactory
+from dnstls.transport.stream import DNSStreamFactory
 from dnstls.wire import has_opt
-from tests.support import ZONES, DnstlsProcess
+from tests.support import ZONES, DnstlsProcess, load_store
 
 PEER = ("127.0.0.1", 40000)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

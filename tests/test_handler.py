@@ -27,8 +27,7 @@ from dnstls.chaos import Chaos
 from dnstls.handler import Handler, QueryContext, Transport
 from dnstls.resolver.cache import Answer, Cache
 from dnstls.resolver.recursion import Recursion
-from dnstls.tap import load_store
-from tests.support import ZONES
+from tests.support import ZONES, load_store
 
 UDP = QueryContext(Transport.UDP, ("127.0.0.1", 40000))
 TCP = QueryContext(Transport.TCP, ("127.0.0.1", 40000))

@@ -22,11 +22,12 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from dnstls.errors import StartupError
 from dnstls.resolver.forward import Forwarder
-from dnstls.tap import Options, ServerService, answer_source, load_store, makeService
+from dnstls.tap import Options, ServerService, answer_source, makeService
 from dnstls.transport.listen import Address
-from dnstls.transport.protocol import DNSDatagramProtocol, DNSStreamFactory
+from dnstls.transport.stream import DNSStreamFactory
+from dnstls.transport.udp import DNSDatagramProtocol
 from dnstls.zones.zonefile import load_zone, zone_files
-from tests.support import ROOT, ZONES, DnstlsProcess, free_port, run_dnstls
+from tests.support import ROOT, ZONES, DnstlsProcess, free_port, load_store, run_dnstls
 
 ZONE = """\
 $ORIGIN {origin}

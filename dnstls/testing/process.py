@@ -2,7 +2,8 @@
 """
 Servers in child processes for tests: a program whose output is read line
 by line until it is ready, and stopped with everything it leaves behind;
-C{twistd -n dnstls} as one, ready once its log says it serves its zones.
+C{twistd -n dnstls} as one, ready once it says so on a pipe (its
+C{--ready-fd}, see L{dnstls.ready}), which names its listeners.
 
 L{dnstls.testing} starts its servers with these, and so do the project's
 own tests (for dnstls, Knot DNS and Unbound).
@@ -11,7 +12,6 @@ own tests (for dnstls, Knot DNS and Unbound).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeVar
 
-_T = TypeVar("_T")
+from dnstls.ready import Ready
 
-_LISTENING = re.compile(r"listening on (udp|tcp|tls) (\S+)")
-_READY = re.compile(r"\bserving \d+ zones?\b")
+_T = TypeVar("_T")
 
 #: Runs twistd with this interpreter, whatever C{twistd} on the path is.
 TWISTD = (sys.executable, "-c", "from twisted.scripts.twistd import run; run()")
@@ -51,26 +50,6 @@ def twistd_dnstls(args: Sequence[str], start: Sequence[str] = TWISTD) -> list[st
     return [*start, "-n", "--pidfile=", "dnstls", *args]
 
 
-def split_address(text: str) -> tuple[str, int]:
-    """
-    C{("::1", 53)} from C{"[::1]:53"}, C{("127.0.0.1", 53)} from
-    C{"127.0.0.1:53"}.
-    """
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def listeners(lines: Sequence[str]) -> list[tuple[str, str, int]] | None:
-    """
-    C{(kind, host, port)} of every listener a dnstls log names, in order,
-    once the log says the zones are served; C{None} before.
-    """
-    if not any(_READY.search(line) for line in lines):
-        return None
-    found = [m.groups() for line in lines if (m := _LISTENING.search(line))]
-    return [(kind, *split_address(text)) for kind, text in found]
-
-
 class LoggedProcess:
     """
     A program in a child process, its output (stdout and stderr) read line
@@ -89,12 +68,17 @@ class LoggedProcess:
         cwd: str | os.PathLike[str] | None = None,
         env: dict[str, str] | None = None,
         directory: str | os.PathLike[str] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
+        """
+        @param pass_fds: descriptors the child inherits, as themselves.
+        """
         self.command = list(command)
         self.directory = directory
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            self.command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            self.command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, pass_fds=tuple(pass_fds),
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -153,13 +137,61 @@ class LoggedProcess:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class ReadyPipe:
+    """
+    A pipe a child reports ready on (C{--ready-fd}), read by a thread.
+
+    @ivar write_fd: the child's end, closed here once the child has it.
+    @ivar report: the report read, once the line came.
+    @ivar error: why the line that came is no report, if it is none.
+    @ivar closed: whether the pipe reached its end.
+    """
+
+    def __init__(self) -> None:
+        self._read_fd, self.write_fd = os.pipe()
+        self.report: Ready | None = None
+        self.error: str | None = None
+        self.closed = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def started(self) -> None:
+        """
+        The child has its end: close ours and read.
+        """
+        os.close(self.write_fd)
+        self._reader.start()
+
+    def _read(self) -> None:
+        data = b""
+        with open(self._read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                data += chunk
+        line, newline, _ = data.partition(b"\n")
+        try:
+            if newline:
+                self.report = Ready.from_json(line)
+        except ValueError as e:
+            self.error = f"unreadable --ready-fd line {line!r}: {e}"
+        self.closed = True
+
+    def outcome(self) -> Ready | bool | None:
+        """
+        The report once read, C{False} if the pipe ended without one (or an
+        unreadable one), C{None} while it has neither.
+        """
+        if self.report is not None:
+            return self.report
+        return False if self.closed else None
+
+
 class DnstlsChild(LoggedProcess):
     """
-    C{twistd -n dnstls ARGS} in a child process, started and ready: its log
-    has said that it serves its zones.
+    C{twistd -n dnstls ARGS} in a child process, started and ready: it has
+    written its readiness report on its C{--ready-fd}.
 
-    @ivar addresses: C{(kind, host, port)} of every listener it logged, in
-        order (C{kind} is C{udp}, C{tcp} or C{tls}).
+    @ivar ready: that report.
+    @ivar addresses: C{(kind, host, port)} of every listener it reported,
+        in order (C{kind} is C{udp}, C{tcp} or C{tls}).
     """
 
     def __init__(
@@ -176,8 +208,16 @@ class DnstlsChild(LoggedProcess):
         @param error: what to raise, with the log, when the server exits or
             C{timeout} seconds pass before it is ready.
         """
-        super().__init__(twistd_dnstls(args), cwd=cwd, env=env, directory=directory)
-        addresses = self.wait_for(lambda: listeners(list(self.lines)), timeout)
-        if addresses is None:
-            self.failed("dnstls did not start", error)
-        self.addresses = addresses
+        pipe = ReadyPipe()
+        try:
+            super().__init__(
+                twistd_dnstls([*args, "--ready-fd", str(pipe.write_fd)]),
+                cwd=cwd, env=env, directory=directory, pass_fds=[pipe.write_fd],
+            )
+        finally:
+            pipe.started()
+        found = self.wait_for(pipe.outcome, timeout)
+        if not isinstance(found, Ready):
+            self.failed(pipe.error or "dnstls did not start", error)
+        self.ready = found
+        self.addresses = [(item.transport, item.address, item.port) for item in found.listening]

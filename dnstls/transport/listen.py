@@ -203,6 +203,8 @@ class ListeningService(Service):
     logs C{listening on KIND HOST:PORT} for each.
 
     @ivar ports: the listening ports, once started.
+    @ivar addresses: C{(kind, address)} of each socket adopted, in order:
+        its port the one the kernel chose for port 0.
     """
 
     log = Logger()
@@ -213,6 +215,7 @@ class ListeningService(Service):
         self._stream: list[tuple[socket.socket, IProtocolFactory, str]] = []
         self._control: tuple[str, IProtocolFactory] | None = None
         self.ports: list[IListeningPort] = []
+        self.addresses: list[tuple[str, Address]] = []
 
     def add_datagram(self, sock: socket.socket, protocol: DatagramProtocol) -> None:
         """
@@ -281,6 +284,7 @@ class ListeningService(Service):
         host, number = sock.getsockname()[:2]
         sock.close()
         self.ports.append(port)
+        self.addresses.append((name, Address(host, number)))
         self.log.info(
             "listening on {kind} {address}",
             kind=name,

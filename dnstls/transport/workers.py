@@ -43,16 +43,17 @@ Every worker has its own caches and its own connection caps
 (C{--max-connections} is per process).  C{{worker}} in C{--identity} becomes
 the worker's number, so that C{id.server} tells which one answered.  The
 test kit's C{--control} socket is refused with C{--workers}.
+
+Here is the supervisor; what it hands down, and how a worker takes it, is
+in L{dnstls.transport.handdown}; one worker process as the supervisor sees
+it, in L{dnstls.transport.workerprocess}.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
-import ctypes.util
-import json
+import dataclasses
 import os
-import re
 import signal
 import socket
 import sys
@@ -61,27 +62,18 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import InvalidLogLevelError, Logger, LogLevel
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from dnstls.certs import Credential
-from dnstls.errors import StartupError
-from dnstls.transport.listen import Address, bind_stream, bind_udp_and_tcp, bound_address
+from dnstls.ready import Ready, ReadyChannel
+from dnstls.transport.handdown import bind_for_workers, credentials_file, hand_down
+from dnstls.transport.listen import Address, bound_address
+from dnstls.transport.workerprocess import WorkerProcess, worker_arguments
 
-#: The environment variable that makes a process a worker: its number and
-#: its inherited sockets (and credentials), as C{2 udp=3,tcp=4,tls=5,pem=6}.
-INHERIT_ENVIRONMENT = "DNSTLS_WORKER"
-#: The pid of the supervisor that started a worker.
-PARENT_ENVIRONMENT = "DNSTLS_WORKER_PARENT"
-#: The text in C{--identity} that becomes the worker's number.
-WORKER_PLACEHOLDER = "{worker}"
 #: How long a stopping worker has after SIGTERM before SIGKILL.
 STOP_GRACE = 5.0
 #: A worker that served this many seconds before it ended is restarted
@@ -92,293 +84,6 @@ MAX_FAILURES = 5
 #: The first restart delay, doubled for each failure in a row.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
-#: The first inherited descriptor.
-FIRST_FD = 3
-
-_PR_SET_PDEATHSIG = 1
-_KINDS = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM, "tls": socket.SOCK_STREAM}
-#: The kind of the descriptor holding the credentials.
-_CREDENTIALS = "pem"
-#: A twistd log line: its timestamp, then C{[namespace#level] text}.
-_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+ ")
-_LEVEL = re.compile(r"^\[[^\]#]*#(\w+)\]")
-_READY = re.compile(r"\bserving \d+ zones?\b")
-#: Output without a line break is logged in pieces of at most this size.
-_LONGEST_LINE = 65536
-
-
-class InheritedSockets:
-    """
-    The sockets a worker was given by its supervisor, taken in the order
-    the options list the addresses: for each C{--listen} a UDP and a TCP
-    socket, then for each C{--listen-tls} a TCP one.
-
-    @ivar number: the worker's number, from 1.
-    """
-
-    def __init__(self, number: int, descriptors: Sequence[tuple[str, int]]) -> None:
-        self.number = number
-        self._pending = [(kind, fd) for kind, fd in descriptors if kind != _CREDENTIALS]
-        self._credentials = [fd for kind, fd in descriptors if kind == _CREDENTIALS]
-
-    def credentials(self) -> list[Credential] | None:
-        """
-        The TLS credentials the supervisor read, or C{None} if it handed
-        none down.
-
-        @raise StartupError: if they cannot be read.
-        """
-        if not self._credentials:
-            return None
-        fd = self._credentials.pop()
-        try:
-            size = os.fstat(fd).st_size
-            data = b""
-            while len(data) < size:
-                chunk = os.pread(fd, size - len(data), len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return decode_credentials(data)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise StartupError(f"worker {self.number}: cannot read the credentials: {e}") from None
-        finally:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> InheritedSockets | None:
-        """
-        The sockets L{INHERIT_ENVIRONMENT} describes, or C{None} when this
-        process is not a worker.
-
-        @raise StartupError: if the variable cannot be read.
-        """
-        text = environ.get(INHERIT_ENVIRONMENT)
-        if text is None:
-            return None
-        try:
-            number_text, _, spec = text.partition(" ")
-            descriptors = []
-            for item in spec.split(","):
-                kind, _, fd = item.partition("=")
-                if kind not in _KINDS and kind != _CREDENTIALS:
-                    raise ValueError(kind)
-                descriptors.append((kind, int(fd)))
-            return cls(int(number_text), descriptors)
-        except ValueError:
-            raise StartupError(f"{INHERIT_ENVIRONMENT}={text!r} is not NUMBER KIND=FD,...") from None
-
-    def udp_and_tcp(self, address: Address) -> tuple[socket.socket, socket.socket]:
-        """
-        The UDP and TCP sockets for C{--listen address}.
-
-        @raise StartupError: if the next descriptors are not those.
-        """
-        return self._take("udp", address), self._take("tcp", address)
-
-    def stream(self, address: Address, name: str = "tls") -> socket.socket:
-        """
-        The listening socket for C{address}, a C{--listen-tls} one.
-
-        @raise StartupError: if the next descriptor is not that.
-        """
-        return self._take(name, address)
-
-    def _take(self, kind: str, address: Address) -> socket.socket:
-        if not self._pending:
-            raise StartupError(f"worker {self.number}: no inherited socket for {kind} {address}")
-        given, fd = self._pending.pop(0)
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError as e:
-            raise StartupError(f"worker {self.number}: descriptor {fd} is no socket: {e}") from None
-        bound = bound_address(sock)
-        if (
-            given != kind
-            or sock.type != _KINDS[kind]
-            or sock.family != address.family
-            or bound.host != address.host
-            or address.port not in (0, bound.port)
-        ):
-            sock.close()
-            raise StartupError(
-                f"worker {self.number}: descriptor {fd} ({given} {bound}) is not {kind} {address}"
-            )
-        sock.setblocking(False)
-        return sock
-
-
-def encode_credentials(credentials: Sequence[Credential]) -> bytes:
-    """
-    C{credentials} as JSON of PEM texts, for L{decode_credentials}.
-    """
-    pem = serialization.Encoding.PEM
-    return json.dumps(
-        [
-            {
-                "source": c.source,
-                "chain": [cert.public_bytes(pem).decode("ascii") for cert in c.chain],
-                "key": c.key.private_bytes(
-                    pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                ).decode("ascii"),
-            }
-            for c in credentials
-        ]
-    ).encode("ascii")
-
-
-def decode_credentials(data: bytes) -> list[Credential]:
-    """
-    The credentials L{encode_credentials} wrote.
-
-    @raise ValueError: if C{data} is not that.
-    """
-    found = []
-    for item in json.loads(data):
-        chain = tuple(x509.load_pem_x509_certificate(c.encode("ascii")) for c in item["chain"])
-        key = serialization.load_pem_private_key(item["key"].encode("ascii"), password=None)
-        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-            raise ValueError("not an RSA or ECDSA key")
-        found.append(Credential(chain, key, str(item["source"])))
-    return found
-
-
-def credentials_file(credentials: Sequence[Credential]) -> int | None:
-    """
-    An anonymous memory file (Linux's C{memfd_create}) holding
-    C{credentials} for the workers, or C{None} where there is none.
-    """
-    create = getattr(os, "memfd_create", None)
-    if create is None:
-        return None
-    fd: int = create("dnstls-credentials", getattr(os, "MFD_CLOEXEC", 1))
-    data = encode_credentials(credentials)
-    written = 0
-    while written < len(data):
-        written += os.write(fd, data[written:])
-    return fd
-
-
-def die_with_parent(environ: Mapping[str, str]) -> None:
-    """
-    Ask Linux to send this worker SIGTERM when its supervisor dies, so that
-    it never outlives a supervisor killed without a chance to stop it
-    (elsewhere, nothing is asked).
-
-    @raise StartupError: if the supervisor is already gone.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    parent = environ.get(PARENT_ENVIRONMENT)
-    if parent is not None and parent != str(os.getppid()):
-        raise StartupError(f"the server that started this worker (pid {parent}) is gone")
-
-
-def bind_for_workers(
-    listen: Sequence[Address], listen_tls: Sequence[Address], count: int
-) -> list[list[tuple[str, socket.socket]]]:
-    """
-    For each of C{count} workers, its sockets: for every plain address a
-    UDP and a TCP socket, for every TLS address a TCP one, all the workers'
-    sockets for one address on one port with C{SO_REUSEPORT}.
-
-    @raise StartupError: if one cannot be bound (those bound are closed).
-    """
-    shares: list[list[tuple[str, socket.socket]]] = [[] for _ in range(count)]
-    try:
-        for address in listen:
-            udp, tcp = bind_udp_and_tcp(address)
-            _share_port(udp, tcp)
-            shares[0] += [("udp", udp), ("tcp", tcp)]
-            same = bound_address(tcp)
-            for share in shares[1:]:
-                udp, tcp = bind_udp_and_tcp(same, reuse_port=True)
-                share += [("udp", udp), ("tcp", tcp)]
-        for address in listen_tls:
-            tls = bind_stream(address, "tls")
-            _share_port(tls)
-            shares[0].append(("tls", tls))
-            same = bound_address(tls)
-            for share in shares[1:]:
-                share.append(("tls", bind_stream(same, "tls", reuse_port=True)))
-    except StartupError:
-        for share in shares:
-            for _, sock in share:
-                sock.close()
-        raise
-    return shares
-
-
-def _share_port(*socks: socket.socket) -> None:
-    # Set after the bind: had it been set before, a port another process
-    # holds with SO_REUSEPORT would have been joined instead of refused.
-    for sock in socks:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-
-
-def worker_arguments(
-    args: Sequence[str], number: int, state_dir: str, identity: str | None
-) -> list[str]:
-    """
-    The C{twistd dnstls} options of worker C{number}: the supervisor's
-    C{args}, then C{--workers 1}, the state directory the supervisor used
-    (the shared certificate) and, when it has L{WORKER_PLACEHOLDER}, the
-    identity with the worker's number (a later option wins).
-    """
-    extra = ["--workers", "1", "--state-dir", state_dir]
-    if identity is not None and WORKER_PLACEHOLDER in identity:
-        extra += ["--identity", identity.replace(WORKER_PLACEHOLDER, str(number))]
-    return [*args, *extra]
-
-
-class _Worker(ProcessProtocol):
-    """
-    One worker process: its output relayed line by line, its end reported.
-    """
-
-    def __init__(self, supervisor: WorkersService, number: int, started: float) -> None:
-        self.supervisor = supervisor
-        self.number = number
-        self.pid = 0
-        self.started = started
-        self.ready = False
-        self.last_error = ""
-        self.ended: Deferred[None] = Deferred()
-        self.running = True
-        self._buffers = {1: b"", 2: b""}
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        lines = (self._buffers.get(childFD, b"") + data).split(b"\n")
-        self._buffers[childFD] = lines.pop()
-        if len(self._buffers[childFD]) > _LONGEST_LINE:
-            lines.append(self._buffers[childFD])
-            self._buffers[childFD] = b""
-        for line in lines:
-            self._line(childFD, line)
-
-    def _line(self, childFD: int, raw: bytes) -> None:
-        line = _TIMESTAMP.sub("", raw.decode("utf-8", "replace").rstrip("\r"))
-        if not line.strip():
-            return
-        if childFD == 2 or "#error]" in line or "#critical]" in line:
-            self.last_error = line
-        self.supervisor.relay(self, line, error=childFD == 2)
-
-    def processEnded(self, reason: Failure) -> None:
-        for fd, rest in self._buffers.items():
-            if rest:
-                self._line(fd, rest)
-        self._buffers = {1: b"", 2: b""}
-        self.running = False
-        self.supervisor.ended(self, reason)
-        self.ended.callback(None)
 
 
 class WorkersService(Service):
@@ -402,6 +107,7 @@ class WorkersService(Service):
         exit_later: Callable[[int], object] | None = None,
         stderr: TextIO | None = None,
         credentials: int | None = None,
+        ready: ReadyChannel | None = None,
     ) -> None:
         """
         @param sockets: each worker's sockets, from L{bind_for_workers}.
@@ -415,6 +121,8 @@ class WorkersService(Service):
         @param credentials: a descriptor every worker is given to read its
             TLS credentials from (see L{credentials_file}); closed when the
             service stops.
+        @param ready: where to report ready once every worker is
+            (C{--ready-fd}).
         """
         self._reactor = reactor
         self._sockets = [list(share) for share in sockets]
@@ -423,21 +131,24 @@ class WorkersService(Service):
         self._exit_later = exit_later or exit_when_done
         self._stderr = stderr
         self._credentials = credentials
+        self._ready = ready
+        self._listening: list[tuple[str, Address]] = []
         self._failures = [0] * len(self._sockets)
         self._restarts: dict[int, Any] = {}
         self._previous_hup: Callable[[int, FrameType | None], Any] | int | None = None
         self._stopping = False
         self._announced = False
-        self.workers: list[_Worker | None] = [None] * len(self._sockets)
+        self.workers: list[WorkerProcess | None] = [None] * len(self._sockets)
         self.failed = False
 
-    def command(self, number: int) -> list[str]:
+    def command(self, number: int, ready_fd: int) -> list[str]:
         """
-        The command line of worker C{number}.
+        The command line of worker C{number}, reporting ready on its
+        descriptor C{ready_fd}.
         """
         return [
             self._executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "dnstls", *self._arguments(number),
+            "-n", "--pidfile=", "dnstls", *self._arguments(number), "--ready-fd", str(ready_fd),
         ]
 
     def startService(self) -> None:
@@ -445,10 +156,9 @@ class WorkersService(Service):
         Log the shared addresses, start every worker, and pass SIGHUP on.
         """
         super().startService()  # type: ignore[no-untyped-call]
-        for kind, sock in self._sockets[0]:
-            self.log.info(
-                "listening on {kind} {address}", kind=kind, address=str(bound_address(sock))
-            )
+        self._listening = [(kind, bound_address(sock)) for kind, sock in self._sockets[0]]
+        for kind, address in self._listening:
+            self.log.info("listening on {kind} {address}", kind=kind, address=str(address))
         self._catch_hangup()
         for index in range(len(self._sockets)):
             if not self.failed:
@@ -457,22 +167,13 @@ class WorkersService(Service):
     def _spawn(self, index: int) -> None:
         self._restarts.pop(index, None)
         number = index + 1
-        share = self._sockets[index]
-        fds: dict[int, object] = {0: "w", 1: "r", 2: "r"}
-        spec = []
-        for offset, (kind, sock) in enumerate(share):
-            fds[FIRST_FD + offset] = sock.fileno()
-            spec.append(f"{kind}={FIRST_FD + offset}")
-        if self._credentials is not None:
-            fds[FIRST_FD + len(share)] = self._credentials
-            spec.append(f"{_CREDENTIALS}={FIRST_FD + len(share)}")
-        environment = {
-            **os.environ,
-            INHERIT_ENVIRONMENT: f"{number} {','.join(spec)}",
-            PARENT_ENVIRONMENT: str(os.getpid()),
-        }
-        worker = _Worker(self, number, self._reactor.seconds())
-        command = self.command(number)
+        fds, handed = hand_down(number, self._sockets[index], self._credentials)
+        environment = {**os.environ, **handed}
+        # the worker's ready pipe, read as its output is
+        ready_fd = max(fds) + 1
+        fds[ready_fd] = "r"
+        worker = WorkerProcess(self, number, self._reactor.seconds(), ready_fd)
+        command = self.command(number, ready_fd)
         try:
             process = self._reactor.spawnProcess(
                 worker, command[0], command, env=environment, childFDs=fds
@@ -489,29 +190,35 @@ class WorkersService(Service):
         self.workers[index] = worker
         self.log.info("started worker {number}, pid {pid}", number=number, pid=worker.pid)
 
-    def relay(self, worker: _Worker, line: str, error: bool = False) -> None:
+    def relay(self, worker: WorkerProcess, line: str, level: LogLevel) -> None:
         """
-        Log one line of a worker's output, at its own level (an error for
-        its standard error); note when the worker says it is serving.
+        Log one line of a worker's output at C{level}.
         """
-        match = _LEVEL.match(line)
-        level = LogLevel.error if error else LogLevel.info
-        if match is not None:
-            try:
-                level = LogLevel.levelWithName(match.group(1))
-            except InvalidLogLevelError:
-                pass
         self.log.emit(
             level, "worker {number} (pid {pid}): {line}", number=worker.number, pid=worker.pid,
             line=line,
         )
-        if not worker.ready and _READY.search(line):
-            worker.ready = True
-            if not self._announced and all(w is not None and w.ready for w in self.workers):
-                self._announced = True
-                self.log.info("all {count} workers ready", count=len(self.workers))
 
-    def ended(self, worker: _Worker, reason: Failure) -> None:
+    def worker_ready(self, worker: WorkerProcess) -> None:
+        """
+        A worker reported that it serves: once every one has, the server is
+        ready, and says so on its own C{--ready-fd}.
+        """
+        if self._announced or not all(w is not None and w.ready for w in self.workers):
+            return
+        self._announced = True
+        self.log.info("all {count} workers ready", count=len(self.workers))
+        if self._ready is not None:
+            reports = [w.report for w in self.workers if w is not None and w.report is not None]
+            self._ready.report(
+                dataclasses.replace(
+                    Ready.of(self._listening, ()),
+                    zones=reports[0].zones,
+                    workers=tuple((w.number, w.pid) for w in self.workers if w is not None),
+                )
+            )
+
+    def ended(self, worker: WorkerProcess, reason: Failure) -> None:
         """
         A worker ended: expected when stopping; a start-up failure stops the
         server; otherwise it is restarted after a backoff, or given up.
@@ -590,7 +297,7 @@ class WorkersService(Service):
         self.log.info("reload: passing SIGHUP to {count} workers", count=len(serving))
         self._signal(serving, "HUP")
 
-    def _signal(self, workers: Sequence[_Worker | None], name: str) -> None:
+    def _signal(self, workers: Sequence[WorkerProcess | None], name: str) -> None:
         for worker in workers:
             if worker is None or not worker.running:
                 continue
@@ -659,6 +366,7 @@ def supervise(
     state_dir: str,
     credentials: Sequence[Credential] | None,
     reactor: Any,
+    ready: ReadyChannel | None = None,
 ) -> WorkersService:
     """
     The supervisor of C{options["workers"]} workers, their sockets bound.
@@ -667,6 +375,7 @@ def supervise(
     @param state_dir: the state directory this process used.
     @param credentials: the TLS credentials this process read, to hand
         down, if it read any.
+    @param ready: the C{--ready-fd} channel, if given.
     @raise StartupError: if a socket cannot be bound.
     """
     sockets = bind_for_workers(options["listen"], options["listen-tls"], options["workers"])
@@ -677,4 +386,4 @@ def supervise(
         return worker_arguments(given, number, state_dir, identity)
 
     held = credentials_file(credentials) if credentials else None
-    return WorkersService(reactor, sockets, arguments, credentials=held)
+    return WorkersService(reactor, sockets, arguments, credentials=held, ready=ready)

@@ -33,8 +33,9 @@ import dns.rdatatype
 import pytest
 
 from dnstls.client import Client, ClientError, TLSAuth, UpgradeDeclined, probe_query
+from dnstls.ready import Listener, Ready
 from dnstls.testing import TestServer, TestServerError, start_server
-from dnstls.testing.process import LoggedProcess, listeners
+from dnstls.testing.process import LoggedProcess, ReadyPipe
 from dnstls.transport.upgrade import TO
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -374,24 +375,24 @@ def test_context_manager_without_pytest() -> None:
     assert not server.directory.exists()
 
 
-def test_listeners_read_once_ready() -> None:
+def test_ready_pipe_reads_the_report() -> None:
     """
-    The listeners of a dnstls log are read only once it says it serves its
-    zones, in the order logged, IPv6 addresses without their brackets.
+    A child's readiness is read from the pipe it was given, not from its
+    output: the report it writes there, or C{False} once the pipe ends
+    without one.
     """
-    lines = [
-        "dnstls: listening on udp 127.0.0.1:5353",
-        "dnstls: listening on tls [::1]:8853",
-    ]
-    assert listeners(lines) is None
-    assert listeners([*lines, "dnstls: serving 2 zones"]) == [
-        ("udp", "127.0.0.1", 5353), ("tls", "::1", 8853),
-    ]
-    assert listeners([*lines, "dnstls: serving 1 zone: t. (serial 1)"]) == [
-        ("udp", "127.0.0.1", 5353), ("tls", "::1", 8853),
-    ]
-    assert listeners([*lines, "dnstls: serving 0 zones"]) is not None
-    assert listeners([*lines, "dnstls: zone t.: serving soon"]) is None
+    ready = Ready(1, (Listener("tls", "::1", 8853),), (("t.", 1),))
+    for line, expected in ((ready.to_json(), ready), (b"", False), (b"serving 1 zone\n", False)):
+        pipe = ReadyPipe()
+        script = f"import os; print('serving 1 zone', flush=True); os.write({pipe.write_fd}, {line!r})"
+        child = LoggedProcess([sys.executable, "-c", script], pass_fds=[pipe.write_fd])
+        pipe.started()
+        child.process.wait(15)
+        deadline = time.monotonic() + 15
+        while pipe.outcome() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pipe.outcome() == expected
+        child.stop()
 
 
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:

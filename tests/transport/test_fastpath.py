@@ -34,12 +34,12 @@ from dnstls.chaos import Chaos
 from dnstls.handler import Handler, QueryContext, Transport
 from dnstls.resolver.cache import Answer, Cache
 from dnstls.resolver.recursion import Recursion
-from dnstls.tap import load_store
 from dnstls.testing import start_server
 from dnstls.transport.fastpath import FastAnswerer
 from dnstls.transport.framing import FrameDecoder, frame
-from dnstls.transport.protocol import DNSDatagramProtocol, DNSStreamFactory
-from tests.support import ZONES, DnstlsProcess
+from dnstls.transport.stream import DNSStreamFactory
+from dnstls.transport.udp import DNSDatagramProtocol
+from tests.support import ZONES, DnstlsProcess, load_store
 
 PEER = ("127.0.0.1", 40000)
 OUTSIDER = ("192.0.2.200", 40000)

@@ -1,6 +1,6 @@
 """
-Tests for L{dnstls.transport.protocol}, in memory: the stream protocol over a
-L{StringTransport} with a L{Clock}, and the UDP protocol over a fake
+Tests for L{dnstls.transport.stream} and L{dnstls.transport.udp}, in
+memory: the stream protocol over a L{StringTransport} with a L{Clock}, and the UDP protocol over a fake
 datagram transport.
 """
 
@@ -20,16 +20,11 @@ from twisted.internet.testing import StringTransport, StringTransportWithDisconn
 from twisted.logger import LogLevel, capturedLogs
 
 from dnstls.handler import Handler, QueryContext, Transport
-from dnstls.tap import load_store
 from dnstls.transport.framing import FrameDecoder, frame
-from dnstls.transport.protocol import (
-    DEFAULT_IDLE_TIMEOUT,
-    ConnectionLimits,
-    DNSDatagramProtocol,
-    DNSStreamFactory,
-    DNSStreamProtocol,
-)
-from tests.support import ZONES
+from dnstls.transport.limits import DEFAULT_IDLE_TIMEOUT, ConnectionLimits
+from dnstls.transport.stream import DNSStreamFactory, DNSStreamProtocol
+from dnstls.transport.udp import DNSDatagramProtocol
+from tests.support import ZONES, load_store
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
 

@@ -18,9 +18,8 @@ import dns.rdatatype
 import pytest
 
 from dnstls.handler import RESPONSE_PADDING, Handler, QueryContext, Transport
-from dnstls.tap import load_store
 from dnstls.transport.upgrade import TO, UpgradePolicy, asks_upgrade, is_probe, should_upgrade
-from tests.support import ZONES
+from tests.support import ZONES, load_store
 
 PEER = ("127.0.0.1", 40000)
 UDP = QueryContext(Transport.UDP, PEER)

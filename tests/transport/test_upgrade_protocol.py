@@ -27,16 +27,15 @@ from twisted.python.failure import Failure
 
 from dnstls.certs import generate_self_signed
 from dnstls.handler import RESPONSE_PADDING, Handler, QueryContext, Transport
-from dnstls.tap import load_store
 from dnstls.testing.faults import FaultInjector, Faults
 from dnstls.testing.querylog import QueryLog
 from dnstls.transport.framing import frame
 from dnstls.transport.hooks import ServerHooks
-from dnstls.transport.protocol import DNSStreamFactory, DNSStreamProtocol, Upgrade
+from dnstls.transport.stream import DNSStreamFactory, DNSStreamProtocol
 from dnstls.transport.tls import TLSPolicy
-from dnstls.transport.upgrade import TO, UpgradePolicy
+from dnstls.transport.upgrade import TO, Upgrade, UpgradePolicy
 from tests import getdns051
-from tests.support import ZONES
+from tests.support import ZONES, load_store
 from tests.tlsmemory import pem_certificate
 
 NAME = "dns.example.test"

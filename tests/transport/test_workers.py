@@ -10,6 +10,7 @@ import collections
 import io
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -27,20 +28,9 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from dnstls.errors import StartupError
-from dnstls.server import CredentialSources
-from dnstls.transport.listen import Address
-from dnstls.transport.workers import (
-    INHERIT_ENVIRONMENT,
-    MAX_FAILURES,
-    STABLE_AFTER,
-    InheritedSockets,
-    WorkersService,
-    bind_for_workers,
-    decode_credentials,
-    encode_credentials,
-    worker_arguments,
-)
+from dnstls.ready import Listener, Ready, ReadyChannel
+from dnstls.transport.workerprocess import worker_arguments
+from dnstls.transport.workers import MAX_FAILURES, STABLE_AFTER, WorkersService
 from tests.certs import make_ca, make_leaf
 from tests.support import DnstlsProcess, run_dnstls
 
@@ -283,48 +273,6 @@ def test_one_worker_starts_no_process(zone: Path) -> None:
 # The pieces, without processes.
 
 
-def test_bind_for_workers_shares_one_port() -> None:
-    """Every worker gets its own UDP, TCP and TLS sockets, all of one address on the port the
-    first got."""
-    shares = bind_for_workers([Address("127.0.0.1", 0)], [Address("127.0.0.1", 0)], 3)
-    try:
-        assert [[kind for kind, _ in share] for share in shares] == [["udp", "tcp", "tls"]] * 3
-        for column in range(3):
-            names = {share[column][1].getsockname() for share in shares}
-            assert len(names) == 1
-            assert len({share[column][1].fileno() for share in shares}) == 3
-    finally:
-        for share in shares:
-            for _, sock in share:
-                sock.close()
-
-
-def test_inherited_sockets_checked() -> None:
-    """A worker adopts the descriptors named in its environment, and refuses one that is not
-    the socket its options expect."""
-    [[(_, udp), (_, tcp)]] = bind_for_workers([Address("127.0.0.1", 0)], [], 1)
-    port = udp.getsockname()[1]
-    with udp, tcp:
-        environ = {INHERIT_ENVIRONMENT: f"2 udp={udp.fileno()},tcp={tcp.fileno()}"}
-        inherited = InheritedSockets.from_environment(environ)
-        assert inherited is not None and inherited.number == 2
-        got_udp, got_tcp = inherited.udp_and_tcp(Address("127.0.0.1", port))
-        assert (got_udp.type, got_tcp.type) == (socket.SOCK_DGRAM, socket.SOCK_STREAM)
-        assert got_udp.getsockname() == ("127.0.0.1", port)
-        got_udp.detach()
-        got_tcp.detach()
-        # a refused descriptor is closed: give it copies
-        swapped = InheritedSockets(1, [("udp", os.dup(tcp.fileno()))])
-        with pytest.raises(StartupError, match="is not udp"):
-            swapped.udp_and_tcp(Address("127.0.0.1", 0))
-        elsewhere = InheritedSockets(1, [("udp", os.dup(udp.fileno()))])
-        with pytest.raises(StartupError, match="is not udp"):
-            elsewhere.udp_and_tcp(Address("127.0.0.1", port + 1 if port < 65535 else 1))
-    assert InheritedSockets.from_environment({}) is None
-    with pytest.raises(StartupError):
-        InheritedSockets.from_environment({INHERIT_ENVIRONMENT: "2 udp=x"})
-
-
 def test_worker_arguments() -> None:
     """A worker runs the server's options with --workers 1, the shared state directory, and its
     number in place of {worker} in --identity."""
@@ -366,14 +314,16 @@ class FakeReactor(Clock):
 
 
 def supervisor(
-    count: int = 2, stderr: io.StringIO | None = None
+    count: int = 2, stderr: io.StringIO | None = None, ready: ReadyChannel | None = None
 ) -> tuple[WorkersService, FakeReactor, list[int], list[socket.socket]]:
     reactor = FakeReactor()
     exits: list[int] = []
     socks = [socket.socket(type=socket.SOCK_DGRAM) for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
     service = WorkersService(
         reactor, [[("udp", s)] for s in socks], lambda n: [f"--n={n}"], exit_later=exits.append,
-        stderr=stderr,
+        stderr=stderr, ready=ready,
     )
     service._catch_hangup = lambda: None  # type: ignore[method-assign]
     service.startService()
@@ -382,6 +332,12 @@ def supervisor(
 
 def say(protocol: Any, text: bytes, fd: int = 1) -> None:
     protocol.childDataReceived(fd, text)
+
+
+def report_ready(protocol: Any) -> None:
+    """The worker says on its ready pipe that it serves one zone."""
+    ready = Ready(protocol.pid, (Listener("udp", "127.0.0.1", 5300),), (("w.test.", 1),))
+    say(protocol, ready.to_json(), fd=protocol.ready_fd)
 
 
 def end(protocol: Any, code: int = 1) -> None:
@@ -393,7 +349,7 @@ def test_restart_backs_off_then_gives_up() -> None:
     given up with its sockets closed; the other worker keeps serving."""
     service, reactor, exits, socks = supervisor()
     for protocol, *_ in list(reactor.spawned):
-        say(protocol, b"2026-01-01T00:00:00+0000 [dnstls.server.ServerService#info] serving 1 zone: x\n")
+        report_ready(protocol)
     delays = []
     for _ in range(MAX_FAILURES):
         protocol = service.workers[0]
@@ -404,7 +360,7 @@ def test_restart_backs_off_then_gives_up() -> None:
         delays.append(call.getTime() - reactor.seconds())
         reactor.advance(delays[-1])
         assert len(reactor.spawned) == before + 1
-        say(reactor.spawned[-1][0], b"[x#info] serving 1 zone\n")
+        report_ready(reactor.spawned[-1][0])
     assert delays == sorted(delays) and delays[0] < delays[-1]
     protocol = service.workers[0]
     assert protocol is not None
@@ -415,12 +371,36 @@ def test_restart_backs_off_then_gives_up() -> None:
     socks[1].close()
 
 
+def test_supervisor_ready_when_every_worker_is() -> None:
+    """Each worker gets a ready pipe and --ready-fd naming it; a worker's log saying it serves
+    does not make it ready, its pipe does; once both have reported, the supervisor writes its
+    own report with its bound port, the zones and both workers' pids."""
+    read, write = os.pipe()
+    service, reactor, exits, socks = supervisor(ready=ReadyChannel(write))
+    first, second = (entry[0] for entry in reactor.spawned)
+    for protocol, _, fds, _ in reactor.spawned:
+        assert fds[protocol.ready_fd] == "r"
+    say(first, b"[dnstls.server.ServerService#info] serving 1 zone: w.test. (serial 1)\n")
+    report_ready(first)
+    assert not second.ready
+    assert select.select([read], [], [], 0)[0] == []
+    report_ready(second)
+    with open(read, "rb") as pipe:
+        ready = Ready.from_json(pipe.read())
+    assert ready.pid == os.getpid()
+    assert ready.listening == (Listener("udp", "127.0.0.1", socks[0].getsockname()[1]),)
+    assert ready.zones == (("w.test.", 1),)
+    assert ready.workers == ((1, first.pid), (2, second.pid))
+    for sock in socks:
+        sock.close()
+
+
 def test_worker_that_served_long_restarts_at_once() -> None:
     """A worker that served a while before it died is restarted without delay, however often
     it failed before."""
     service, reactor, exits, socks = supervisor()
     for protocol, *_ in list(reactor.spawned):
-        say(protocol, b"[x#info] serving 1 zone\n")
+        report_ready(protocol)
     first = service.workers[0]
     assert first is not None
     end(first)
@@ -429,7 +409,7 @@ def test_worker_that_served_long_restarts_at_once() -> None:
     reactor.advance(call.getTime() - reactor.seconds())
     restarted = service.workers[0]
     assert restarted is not None and restarted is not first
-    say(restarted, b"[x#info] serving 1 zone\n")
+    report_ready(restarted)
     reactor.advance(STABLE_AFTER)
     end(restarted)
     [call] = reactor.getDelayedCalls()
@@ -460,7 +440,7 @@ def test_hangup_and_stop_signal_workers() -> None:
     a worker still running after the grace period."""
     service, reactor, exits, socks = supervisor()
     first, second = (entry[0] for entry in reactor.spawned)
-    say(first, b"[x#info] serving 1 zone\n")
+    report_ready(first)
     service.reload()
     assert reactor.spawned[0][1].signals == ["HUP"]
     assert reactor.spawned[1][1].signals == []
@@ -501,17 +481,6 @@ def test_worker_that_cannot_be_run_stops_server() -> None:
         "twistd dnstls: worker 1 did not start: cannot run /x/python: permission denied\n"
     )
     sock.close()
-
-
-def test_credentials_round_trip(tmp_path: Path) -> None:
-    """The certificates and keys handed down to workers come back as they were read."""
-    leaf = make_leaf(make_ca(tmp_path), tmp_path, ("dns.workers.test",), kind="rsa")
-    [original] = CredentialSources(((str(leaf.cert), str(leaf.key_path)),), tmp_path).load()
-    [copy] = decode_credentials(encode_credentials([original]))
-    assert copy.chain == original.chain
-    assert copy.pin == original.pin
-    assert copy.source == original.source
-    assert copy.key.private_numbers() == original.key.private_numbers()
 
 
 def test_restarted_worker_serves_certificate_read_at_start(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ import dns.rrset
 import dns.zone
 import pytest
 
-from dnstls.tap import load_store
 from dnstls.zones.authority import (
     MAX_CHAIN,
     AuthoritativeZone,
@@ -27,7 +26,7 @@ from dnstls.zones.authority import (
     Outcome,
     ZoneStore,
 )
-from tests.support import ZONES
+from tests.support import ZONES, load_store
 
 SOA_CORNER = "corner.test. 300 SOA ns1.corner.test. hostmaster.corner.test. 1 7200 3600 1209600 300"
 SOA_EXAMPLE = (
