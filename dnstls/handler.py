@@ -24,15 +24,12 @@ L{QueryContext} and sends back what it returns, if anything:
 Nothing raises out of L{Handler.handle}.  A recursive answer comes as a
 Deferred; it never fails.  RA is set on every reply to a client that may
 recurse, and only when recursion is on (not C{--no-recursion}).
+
+What a query carries with it is L{dnstls.context}'s; how a response is
+written, L{dnstls.response}'s.
 """
 
 from __future__ import annotations
-
-import enum
-import struct
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import dns.edns
 import dns.exception
@@ -49,90 +46,26 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dnstls.chaos import Chaos
+from dnstls.context import STREAM_LIMIT, UDP_CLASSIC, UDP_PAYLOAD, QueryContext
 from dnstls.render import render
 from dnstls.resolver.cache import Answer
 from dnstls.resolver.recursion import ForwardError, Recursion
-from dnstls.transport.tlsinfo import TLSInfo
-from dnstls.transport.upgrade import PROBE_NAME, TO, UNWILLING, WILLING, is_probe
+from dnstls.response import (
+    answer_probe,
+    fill,
+    fill_recursive,
+    malformed_options,
+    readable_query,
+    start_response,
+    use_edns,
+)
+from dnstls.transport.upgrade import is_probe
 from dnstls.wire import QR, Header, has_opt, parse_header
-from dnstls.zones.authority import LookupResult, Outcome, ZoneStore
-
-#: The EDNS UDP payload size we advertise and never exceed (DNS flag day 2020).
-UDP_PAYLOAD = 1232
-#: The classic UDP limit without EDNS (RFC 1035 4.2.1).
-UDP_CLASSIC = 512
-#: The largest message a two-octet length can frame.
-STREAM_LIMIT = 0xFFFF
-#: RFC 8467 section 4.1: pad responses to a multiple of 468 octets.
-RESPONSE_PADDING = 468
+from dnstls.zones.authority import Outcome, ZoneStore
 
 _ZONE_TRANSFERS = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 #: Classes answered from the zones: IN, and ANY as Knot DNS does.
 _ZONE_CLASSES = frozenset({dns.rdataclass.IN, dns.rdataclass.ANY})
-_OUTCOME_RCODE = {
-    Outcome.ANSWER: dns.rcode.NOERROR,
-    Outcome.NODATA: dns.rcode.NOERROR,
-    Outcome.DELEGATION: dns.rcode.NOERROR,
-    Outcome.NXDOMAIN: dns.rcode.NXDOMAIN,
-    Outcome.YXDOMAIN: dns.rcode.YXDOMAIN,
-}
-
-
-class Transport(enum.Enum):
-    """
-    The protocol a query came in on, which decides size limits and what a
-    reply may carry.
-    """
-
-    UDP = "udp"
-    TCP = "tcp"
-    TLS = "tls"
-
-    @property
-    def is_stream(self) -> bool:
-        """
-        Whether messages travel length-prefixed on a connection.
-        """
-        return self is not Transport.UDP
-
-
-@dataclass(frozen=True)
-class QueryContext:
-    """
-    Where a query came from.
-
-    @ivar transport: the protocol it arrived on.
-    @ivar peer: the client's address and port.
-    @ivar keepalive: on a stream, the idle timeout the connection has now,
-        in units of 100 ms, for the edns-tcp-keepalive option (RFC 7828); 0
-        asks the client to close.  C{None} sends no keepalive.
-    @ivar upgrade: this is the first query of a TCP/53 connection that will
-        be upgraded to TLS once the reply is sent: the reply carries TO=1
-        (see L{dnstls.transport.upgrade}).
-    @ivar upgraded: the connection was upgraded from TCP/53 to TLS.
-    @ivar padding: whether a TLS reply may be padded (a test fault turns it
-        off).
-    @ivar tls: what the TLS session negotiated, once known.
-    """
-
-    transport: Transport
-    peer: tuple[str, int]
-    keepalive: int | None = None
-    upgrade: bool = False
-    upgraded: bool = False
-    padding: bool = True
-    tls: TLSInfo | None = None
-
-
-class Answerer(Protocol):
-    """
-    What a listener hands queries to: the L{Handler}, or a wrapper of it.
-    """
-
-    def handle(self, wire: bytes, context: QueryContext) -> bytes | None | Deferred[bytes | None]:
-        """
-        The reply to C{wire}, now or later, or C{None} for no reply.
-        """
 
 
 class _Reply(Exception):
@@ -240,7 +173,7 @@ class Handler:
         )
 
         def answered(answer: Answer) -> bytes | None:
-            _fill_recursive(response, query, answer)
+            fill_recursive(response, query, answer)
             return render(response, self._limit(query, context))
 
         def failed(failure: Failure) -> bytes | None:
@@ -251,7 +184,7 @@ class Handler:
                 code = dns.edns.EDECode.OTHER
             response.answer, response.authority, response.additional = [], [], []
             if query.edns >= 0:
-                _use_edns(response, query, context, self.advertise_to, [dns.edns.EDEOption(code)])
+                use_edns(response, query, context, self.advertise_to, [dns.edns.EDEOption(code)])
             response.set_rcode(dns.rcode.SERVFAIL)
             return render(response, self._limit(query, context))
 
@@ -279,17 +212,17 @@ class Handler:
         """
         if len(query.question) != 1:
             raise _Reply(dns.rcode.FORMERR)
-        response = _start_response(query, context, self.advertise_to, self.may_recurse(context))
+        response = start_response(query, context, self.advertise_to, self.may_recurse(context))
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
             return response, 0
-        if _malformed_options(query, context):
+        if malformed_options(query, context):
             raise _Reply(dns.rcode.FORMERR)
         question = query.question[0]
         qname, qtype, qclass = question.name, question.rdtype, question.rdclass
         if qclass == dns.rdataclass.CH:
             if is_probe(query):
-                return _answer_probe(response, context), 0
+                return answer_probe(response, context), 0
             return self._answer_chaos(response, qname, qtype), 0
         if qclass not in _ZONE_CLASSES:
             raise _Reply(dns.rcode.REFUSED)
@@ -319,7 +252,7 @@ class Handler:
             # below a cut in our zone: a client that may recurse wants the
             # answer, not our referral (BIND does the same)
             raise _Recurse(response)
-        _fill(response, result)
+        fill(response, result)
         return response, result.required
 
     def _from_cache(
@@ -337,7 +270,7 @@ class Handler:
         answer = self.recursion.cached(question.name, question.rdtype, question.rdclass, do, cd)
         if answer is None:
             raise _Reply(dns.rcode.REFUSED, dns.edns.EDECode.NOT_AUTHORITATIVE)
-        _fill_recursive(response, query, answer)
+        fill_recursive(response, query, answer)
         return response
 
     def _answer_chaos(
@@ -384,148 +317,11 @@ class Handler:
         if len(question) == 1:
             response.question = question
         if has_opt(wire):
-            query = _readable_query(wire)
+            query = readable_query(wire)
             if query is not None and query.edns >= 0:
                 extra = [dns.edns.EDEOption(ede)] if ede is not None else []
-                _use_edns(response, query, context, self.advertise_to, extra)
+                use_edns(response, query, context, self.advertise_to, extra)
             else:
                 response.use_edns(0, 0, UDP_PAYLOAD)
         response.set_rcode(rcode)
         return render(response, STREAM_LIMIT if context.transport.is_stream else UDP_CLASSIC)
-
-
-def _malformed_options(query: dns.message.Message, context: QueryContext) -> bool:
-    """
-    Whether the query's EDNS options are malformed: on a stream, an
-    edns-tcp-keepalive option with a timeout (RFC 7828 3.2.2: a client
-    sends it empty, and a server MUST answer FORMERR; over UDP the option
-    is ignored, as Unbound does), or more than one padding option (RFC
-    7830).
-    """
-    padding = 0
-    for option in query.options:
-        if option.otype == dns.edns.OptionType.PADDING:
-            padding += 1
-        elif (
-            option.otype == dns.edns.OptionType.KEEPALIVE
-            and context.transport.is_stream
-            and option.to_wire()
-        ):
-            return True
-    return padding > 1
-
-
-def _readable_query(wire: bytes) -> dns.message.Message | None:
-    """
-    C{wire} parsed as leniently as dnspython allows, or C{None}.
-    """
-    try:
-        return dns.message.from_wire(wire, ignore_trailing=True)
-    except Exception:
-        return None
-
-
-def _answer_probe(response: dns.message.Message, context: QueryContext) -> dns.message.Message:
-    """
-    The answer to C{STARTTLS. CH TXT}: RCODE 0 and TXT C{STARTTLS} when the
-    connection is about to be upgraded, C{NO_TLS} otherwise (the draft's
-    MUST for the probe over TCP; the same answer on every transport).
-    Upgrading a probe without OPT (only C{--starttls-legacy-probe} does),
-    the TXT gets a second, empty string: getdns 0.5.1 reads the RDATA as a
-    name, which must end in a zero octet, and in this reply no OPT follows
-    to give one (see L{dnstls.transport.upgrade}).
-    """
-    text = f'"{WILLING}"' if context.upgrade else f'"{UNWILLING}"'
-    if context.upgrade and response.edns < 0:
-        text += ' ""'
-    rrset = dns.rrset.from_text(PROBE_NAME, 0, dns.rdataclass.CH, dns.rdatatype.TXT, text)
-    response.answer.append(rrset)
-    response.flags |= dns.flags.AA
-    return response
-
-
-def _use_edns(
-    response: dns.message.Message,
-    query: dns.message.Message,
-    context: QueryContext,
-    advertise_to: bool = False,
-    extra: Sequence[dns.edns.Option] = (),
-) -> None:
-    """
-    Give C{response} our OPT: version 0, our payload size, the query's DO
-    and no other flag; on a stream the keepalive the client asked for (RFC
-    7828, never on UDP), and over TLS padding when the client padded (RFC
-    7830 section 4, never in clear text).  TO is set only in the reply that
-    grants an upgrade, and on UDP with C{advertise_to}.  C{extra} options
-    (an Extended DNS Error) come first.
-    """
-    asked = {option.otype for option in query.options}
-    options: list[dns.edns.Option] = list(extra)
-    if (
-        context.keepalive is not None
-        and context.transport.is_stream
-        and dns.edns.OptionType.KEEPALIVE in asked
-    ):
-        timeout = struct.pack("!H", max(0, min(context.keepalive, 0xFFFF)))
-        options.append(dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, timeout))
-    pad = 0
-    if (
-        context.transport is Transport.TLS
-        and context.padding
-        and dns.edns.OptionType.PADDING in asked
-    ):
-        pad = RESPONSE_PADDING
-    flags = query.ednsflags & dns.flags.DO
-    if context.upgrade or (advertise_to and context.transport is Transport.UDP):
-        flags |= TO
-    response.use_edns(0, flags, UDP_PAYLOAD, options=options, pad=pad)
-
-
-def _start_response(
-    query: dns.message.Message,
-    context: QueryContext,
-    advertise_to: bool = False,
-    recursion_available: bool = False,
-) -> dns.message.Message:
-    """
-    An empty response to C{query}: its ID, opcode, RD and CD copied, RA
-    when C{recursion_available}, the question as the client wrote it, and
-    an OPT of our own when the query had one (see L{_use_edns}).
-    """
-    response = dns.message.Message(id=query.id)
-    response.flags = dns.flags.QR | (query.flags & (dns.flags.RD | dns.flags.CD))
-    if recursion_available:
-        response.flags |= dns.flags.RA
-    response.set_opcode(query.opcode())
-    response.question = list(query.question)
-    if query.edns >= 0:
-        _use_edns(response, query, context, advertise_to)
-    return response
-
-
-def _fill_recursive(
-    response: dns.message.Message, query: dns.message.Message, answer: Answer
-) -> None:
-    """
-    Copy a recursive answer into C{response}, with AD when the source
-    validated it and the client asked for AD with DO or AD (RFC 6840 5.7).
-    """
-    response.answer = answer.answer
-    response.authority = answer.authority
-    response.additional = answer.additional
-    response.set_rcode(answer.rcode)
-    do = query.edns >= 0 and bool(query.ednsflags & dns.flags.DO)
-    if answer.authenticated and (do or bool(query.flags & dns.flags.AD)):
-        response.flags |= dns.flags.AD
-
-
-def _fill(response: dns.message.Message, result: LookupResult) -> None:
-    """
-    Copy a lookup's sections into C{response} and set its RCODE and AA.
-    """
-    response.answer = result.answer
-    response.authority = result.authority
-    response.additional = result.additional
-    response.set_rcode(_OUTCOME_RCODE[result.outcome])
-    if result.authoritative:
-        response.flags |= dns.flags.AA

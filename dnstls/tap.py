@@ -23,8 +23,9 @@ from twisted.python import usage
 
 from dnstls.acl import DEFAULT_ALLOW, AccessList
 from dnstls.chaos import Chaos
+from dnstls.context import Answerer, Transport
 from dnstls.errors import StartupError
-from dnstls.handler import Answerer, Handler, Transport
+from dnstls.handler import Handler
 from dnstls.options import Options
 from dnstls.ready import ReadyChannel
 from dnstls.resolver.cache import Cache

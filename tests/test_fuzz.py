@@ -33,7 +33,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 
-from dnstls.handler import Handler, QueryContext, Transport
+from dnstls.context import QueryContext, Transport
+from dnstls.handler import Handler
 from dnstls.transport.framing import FrameDecoder, frame
 from dnstls.transport.stream import DNSStreamFactory
 from dnstls.wire import has_opt

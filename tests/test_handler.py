@@ -24,7 +24,8 @@ from twisted.logger import capturedLogs
 
 from dnstls.acl import DEFAULT_ALLOW, AccessList
 from dnstls.chaos import Chaos
-from dnstls.handler import Handler, QueryContext, Transport
+from dnstls.context import QueryContext, Transport
+from dnstls.handler import Handler
 from dnstls.resolver.cache import Answer, Cache
 from dnstls.resolver.recursion import Recursion
 from tests.support import ZONES, load_store

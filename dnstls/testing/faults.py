@@ -23,7 +23,7 @@ import dns.rcode
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from dnstls.handler import RESPONSE_PADDING, UDP_PAYLOAD, Answerer, QueryContext, Transport
+from dnstls.context import RESPONSE_PADDING, UDP_PAYLOAD, Answerer, QueryContext, Transport
 from dnstls.render import render
 from dnstls.testing.querylog import QueryLog
 from dnstls.transport.hooks import ServerHooks

@@ -19,7 +19,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dnstls.handler import Transport
+from dnstls.context import Transport
 from dnstls.transport.directsend import nothing_queued, write_now
 from dnstls.transport.framing import frame
 

@@ -38,7 +38,8 @@ from collections import OrderedDict
 
 from twisted.internet.defer import Deferred
 
-from dnstls.handler import Handler, QueryContext, Transport
+from dnstls.context import QueryContext, Transport
+from dnstls.handler import Handler
 
 #: Entries kept at most.
 DEFAULT_MAX_ENTRIES = 20_000

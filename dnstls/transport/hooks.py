@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 
-from dnstls.handler import Answerer, QueryContext
+from dnstls.context import Answerer, QueryContext
 from dnstls.transport.tlsinfo import TLSInfo, negotiated
 
 

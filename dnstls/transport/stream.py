@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dnstls.handler import Answerer, QueryContext, Transport
+from dnstls.context import Answerer, QueryContext, Transport
 from dnstls.transport.connection import StreamConnection
 from dnstls.transport.fastpath import FastAnswerer, Shape
 from dnstls.transport.framing import FrameDecoder, FramingError

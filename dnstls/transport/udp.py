@@ -13,7 +13,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dnstls.handler import Answerer, QueryContext, Transport
+from dnstls.context import Answerer, QueryContext, Transport
 from dnstls.transport.fastpath import FastAnswerer
 from dnstls.transport.hooks import ServerHooks
 

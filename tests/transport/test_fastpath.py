@@ -31,7 +31,8 @@ from twisted.internet.testing import StringTransport
 
 from dnstls.acl import AccessList, parse_network
 from dnstls.chaos import Chaos
-from dnstls.handler import Handler, QueryContext, Transport
+from dnstls.context import QueryContext, Transport
+from dnstls.handler import Handler
 from dnstls.resolver.cache import Answer, Cache
 from dnstls.resolver.recursion import Recursion
 from dnstls.testing import start_server

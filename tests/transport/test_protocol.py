@@ -19,7 +19,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 from twisted.logger import LogLevel, capturedLogs
 
-from dnstls.handler import Handler, QueryContext, Transport
+from dnstls.context import QueryContext, Transport
+from dnstls.handler import Handler
 from dnstls.transport.framing import FrameDecoder, frame
 from dnstls.transport.limits import DEFAULT_IDLE_TIMEOUT, ConnectionLimits
 from dnstls.transport.stream import DNSStreamFactory, DNSStreamProtocol

@@ -17,7 +17,8 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from dnstls.handler import RESPONSE_PADDING, Handler, QueryContext, Transport
+from dnstls.context import RESPONSE_PADDING, QueryContext, Transport
+from dnstls.handler import Handler
 from dnstls.transport.upgrade import TO, UpgradePolicy, asks_upgrade, is_probe, should_upgrade
 from tests.support import ZONES, load_store
 

@@ -26,7 +26,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from dnstls.certs import generate_self_signed
-from dnstls.handler import RESPONSE_PADDING, Handler, QueryContext, Transport
+from dnstls.context import RESPONSE_PADDING, QueryContext, Transport
+from dnstls.handler import Handler
 from dnstls.testing.faults import FaultInjector, Faults
 from dnstls.testing.querylog import QueryLog
 from dnstls.transport.framing import frame
