@@ -61,7 +61,8 @@ from dnstls.response import (
 )
 from dnstls.transport.upgrade import is_probe
 from dnstls.wire import QR, Header, has_opt, parse_header
-from dnstls.zones.authority import Outcome, ZoneStore
+from dnstls.zones.authority import Outcome
+from dnstls.zones.store import ZoneStore
 
 _ZONE_TRANSFERS = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 #: Classes answered from the zones: IN, and ANY as Knot DNS does.

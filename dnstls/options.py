@@ -61,6 +61,187 @@ def _policy(text: str) -> UpgradePolicy:
         raise usage.UsageError(f"--starttls takes off, probe or any, not {text!r}") from None
 
 
+#: The options that take a value: name, short name, default, help, parser.
+PARAMETERS: list[list[Any]] = [
+    ["zones", None, None, "Load every *.zone file in DIR [default: the shipped zones/]."],
+    [
+        "identity",
+        None,
+        None,
+        "Answer id.server and hostname.bind CH TXT with this text [default: refuse].",
+    ],
+    [
+        "version-string",
+        None,
+        None,
+        "Answer version.server and version.bind CH TXT with this text [default: refuse].",
+    ],
+    [
+        "tcp-idle-timeout",
+        None,
+        DEFAULT_IDLE_TIMEOUT,
+        "Close a TCP connection after this many seconds without a complete query.",
+        _positive(float, "tcp-idle-timeout"),
+    ],
+    [
+        "max-connections",
+        None,
+        None,
+        "Most TCP and TLS connections open at once [default: half the open-file limit].",
+        _positive(int, "max-connections"),
+    ],
+    [
+        "max-connections-per-client",
+        None,
+        DEFAULT_MAX_PER_CLIENT,
+        "Most TCP and TLS connections one client address may hold at once.",
+        _positive(int, "max-connections-per-client"),
+    ],
+    [
+        "starttls",
+        None,
+        "probe",
+        "When a TCP/53 connection is upgraded to TLS by the EDNS TO bit: off, probe (only the "
+        "first query STARTTLS. CH TXT with TO=1) or any (any first query with TO=1).",
+        _policy,
+    ],
+    [
+        "control",
+        None,
+        None,
+        "For tests: a UNIX socket path where the test kit sets faults and reads the query log "
+        "(see dnstls.testing).",
+    ],
+    [
+        "state-dir",
+        None,
+        None,
+        "Where the generated TLS key and certificate are kept "
+        "[default: /var/lib/dnstls for root, else ~/.local/state/dnstls].",
+    ],
+    [
+        "tls-idle-timeout",
+        None,
+        DEFAULT_TLS_IDLE_TIMEOUT,
+        "Close a TLS session after this many seconds without a complete query.",
+        _positive(float, "tls-idle-timeout"),
+    ],
+    [
+        "tls-handshake-timeout",
+        None,
+        DEFAULT_HANDSHAKE_TIMEOUT,
+        "Drop a TLS client that has not finished its handshake after this many seconds.",
+        _positive(float, "tls-handshake-timeout"),
+    ],
+    [
+        "tls-ticket-rotation",
+        None,
+        86400.0,
+        "Give TLS session tickets new keys every this many seconds (clients holding an older "
+        "ticket make one full handshake).",
+        _positive(float, "tls-ticket-rotation"),
+    ],
+    [
+        "forward-tls-ca",
+        None,
+        None,
+        "A PEM file of the roots that --forward-tls upstreams' certificates must chain to "
+        "[default: the system's].",
+    ],
+    [
+        "cache-size",
+        None,
+        DEFAULT_SIZE,
+        "Most answers the recursion cache keeps; the least recently used goes first.",
+        _positive(int, "cache-size"),
+    ],
+    [
+        "cache-max-ttl",
+        None,
+        DEFAULT_MAX_TTL,
+        "Keep a recursive answer at most this many seconds, whatever its TTL.",
+        _positive(int, "cache-max-ttl"),
+    ],
+    [
+        "upstream-timeout",
+        None,
+        DEFAULT_TIMEOUT,
+        "Seconds to wait for one upstream server (a forwarder, or a name server when "
+        "iterating) before trying the next.",
+        _positive(float, "upstream-timeout"),
+    ],
+    [
+        "root-hints",
+        None,
+        None,
+        "The root hints file iteration starts from (NS records of the root and their "
+        "addresses) [default: IANA's named.root, shipped with dnstls].",
+    ],
+    [
+        "workers",
+        None,
+        1,
+        "Serve from this many processes sharing the ports (SO_REUSEPORT); the kernel spreads "
+        "queries and connections among them; --max-connections applies to each, and "
+        "{worker} in --identity becomes the number of the worker that answers.",
+        _positive(int, "workers"),
+    ],
+    [
+        "ready-fd",
+        None,
+        None,
+        "Once serving, write one line of JSON to this open file descriptor and close it: "
+        '{"ready": true, "pid": ..., "listening": [{"transport", "address", "port"}...], '
+        '"zones": [{"origin", "serial"}...]}, the ports those port 0 chose (see README).',
+        _descriptor,
+    ],
+]
+
+#: The switches: name, short name, help.
+FLAGS: list[list[Any]] = [
+    [
+        "no-recursion",
+        None,
+        "Answer only from our zones: every other name is REFUSED, and RA is 0 "
+        "[default: recursion for --allow-recursion clients].",
+    ],
+    [
+        "no-qname-minimisation",
+        None,
+        "When iterating, send each name server the full name asked, not only one label "
+        "more than its zone (RFC 9156 QNAME minimisation is on by default).",
+    ],
+    [
+        "query-loopback",
+        None,
+        "When iterating, also ask name servers at loopback addresses (127.0.0.0/8, ::1) "
+        "that referrals and answers give; off by default (as Unbound's "
+        "do-not-query-localhost), so that a delegation cannot aim the resolver at this "
+        "host's own services. The root hints are always used.",
+    ],
+    ["no-tls-tickets", None, "Issue no TLS session tickets (sessions resume from a server cache)."],
+    [
+        "strict-zones",
+        None,
+        "Refuse to start if any zone file fails to load, and on SIGHUP reload no zone unless "
+        "every file loads [default: serve every zone that loads, log one error for each "
+        "that does not, and refuse to start only if none loads].",
+    ],
+    [
+        "starttls-legacy-probe",
+        None,
+        "Also upgrade a TCP/53 connection whose first query is STARTTLS. CH TXT without TO, "
+        "as getdns 0.5.1 (2015) sends it; needs --starttls probe or any (off by default).",
+    ],
+    [
+        "advertise-to",
+        None,
+        "Set the TO bit in UDP replies to queries with EDNS, to advertise the upgrade "
+        "(off by default: the bit is CO since RFC 9824).",
+    ],
+]
+
+
 class Options(usage.Options):
     """
     Options for C{twistd dnstls}.
@@ -74,183 +255,8 @@ class Options(usage.Options):
         "address; with either, on exactly the addresses given."
     )
 
-    optParameters = [
-        ["zones", None, None, "Load every *.zone file in DIR [default: the shipped zones/]."],
-        [
-            "identity",
-            None,
-            None,
-            "Answer id.server and hostname.bind CH TXT with this text [default: refuse].",
-        ],
-        [
-            "version-string",
-            None,
-            None,
-            "Answer version.server and version.bind CH TXT with this text [default: refuse].",
-        ],
-        [
-            "tcp-idle-timeout",
-            None,
-            DEFAULT_IDLE_TIMEOUT,
-            "Close a TCP connection after this many seconds without a complete query.",
-            _positive(float, "tcp-idle-timeout"),
-        ],
-        [
-            "max-connections",
-            None,
-            None,
-            "Most TCP and TLS connections open at once [default: half the open-file limit].",
-            _positive(int, "max-connections"),
-        ],
-        [
-            "max-connections-per-client",
-            None,
-            DEFAULT_MAX_PER_CLIENT,
-            "Most TCP and TLS connections one client address may hold at once.",
-            _positive(int, "max-connections-per-client"),
-        ],
-        [
-            "starttls",
-            None,
-            "probe",
-            "When a TCP/53 connection is upgraded to TLS by the EDNS TO bit: off, probe (only the "
-            "first query STARTTLS. CH TXT with TO=1) or any (any first query with TO=1).",
-            _policy,
-        ],
-        [
-            "control",
-            None,
-            None,
-            "For tests: a UNIX socket path where the test kit sets faults and reads the query log "
-            "(see dnstls.testing).",
-        ],
-        [
-            "state-dir",
-            None,
-            None,
-            "Where the generated TLS key and certificate are kept "
-            "[default: /var/lib/dnstls for root, else ~/.local/state/dnstls].",
-        ],
-        [
-            "tls-idle-timeout",
-            None,
-            DEFAULT_TLS_IDLE_TIMEOUT,
-            "Close a TLS session after this many seconds without a complete query.",
-            _positive(float, "tls-idle-timeout"),
-        ],
-        [
-            "tls-handshake-timeout",
-            None,
-            DEFAULT_HANDSHAKE_TIMEOUT,
-            "Drop a TLS client that has not finished its handshake after this many seconds.",
-            _positive(float, "tls-handshake-timeout"),
-        ],
-        [
-            "tls-ticket-rotation",
-            None,
-            86400.0,
-            "Give TLS session tickets new keys every this many seconds (clients holding an older "
-            "ticket make one full handshake).",
-            _positive(float, "tls-ticket-rotation"),
-        ],
-        [
-            "forward-tls-ca",
-            None,
-            None,
-            "A PEM file of the roots that --forward-tls upstreams' certificates must chain to "
-            "[default: the system's].",
-        ],
-        [
-            "cache-size",
-            None,
-            DEFAULT_SIZE,
-            "Most answers the recursion cache keeps; the least recently used goes first.",
-            _positive(int, "cache-size"),
-        ],
-        [
-            "cache-max-ttl",
-            None,
-            DEFAULT_MAX_TTL,
-            "Keep a recursive answer at most this many seconds, whatever its TTL.",
-            _positive(int, "cache-max-ttl"),
-        ],
-        [
-            "upstream-timeout",
-            None,
-            DEFAULT_TIMEOUT,
-            "Seconds to wait for one upstream server (a forwarder, or a name server when "
-            "iterating) before trying the next.",
-            _positive(float, "upstream-timeout"),
-        ],
-        [
-            "root-hints",
-            None,
-            None,
-            "The root hints file iteration starts from (NS records of the root and their "
-            "addresses) [default: IANA's named.root, shipped with dnstls].",
-        ],
-        [
-            "workers",
-            None,
-            1,
-            "Serve from this many processes sharing the ports (SO_REUSEPORT); the kernel spreads "
-            "queries and connections among them; --max-connections applies to each, and "
-            "{worker} in --identity becomes the number of the worker that answers.",
-            _positive(int, "workers"),
-        ],
-        [
-            "ready-fd",
-            None,
-            None,
-            "Once serving, write one line of JSON to this open file descriptor and close it: "
-            '{"ready": true, "pid": ..., "listening": [{"transport", "address", "port"}...], '
-            '"zones": [{"origin", "serial"}...]}, the ports those port 0 chose (see README).',
-            _descriptor,
-        ],
-    ]
-
-    optFlags = [
-        [
-            "no-recursion",
-            None,
-            "Answer only from our zones: every other name is REFUSED, and RA is 0 "
-            "[default: recursion for --allow-recursion clients].",
-        ],
-        [
-            "no-qname-minimisation",
-            None,
-            "When iterating, send each name server the full name asked, not only one label "
-            "more than its zone (RFC 9156 QNAME minimisation is on by default).",
-        ],
-        [
-            "query-loopback",
-            None,
-            "When iterating, also ask name servers at loopback addresses (127.0.0.0/8, ::1) "
-            "that referrals and answers give; off by default (as Unbound's "
-            "do-not-query-localhost), so that a delegation cannot aim the resolver at this "
-            "host's own services. The root hints are always used.",
-        ],
-        ["no-tls-tickets", None, "Issue no TLS session tickets (sessions resume from a server cache)."],
-        [
-            "strict-zones",
-            None,
-            "Refuse to start if any zone file fails to load, and on SIGHUP reload no zone unless "
-            "every file loads [default: serve every zone that loads, log one error for each "
-            "that does not, and refuse to start only if none loads].",
-        ],
-        [
-            "starttls-legacy-probe",
-            None,
-            "Also upgrade a TCP/53 connection whose first query is STARTTLS. CH TXT without TO, "
-            "as getdns 0.5.1 (2015) sends it; needs --starttls probe or any (off by default).",
-        ],
-        [
-            "advertise-to",
-            None,
-            "Set the TO bit in UDP replies to queries with EDNS, to advertise the upgrade "
-            "(off by default: the bit is CO since RFC 9824).",
-        ],
-    ]
+    optParameters = PARAMETERS
+    optFlags = FLAGS
 
     def __init__(self) -> None:
         super().__init__()

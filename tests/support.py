@@ -25,7 +25,7 @@ import pytest
 
 from dnstls.tap import zone_set
 from dnstls.testing.process import DnstlsChild, LoggedProcess, chooses_recursion, twistd_dnstls
-from dnstls.zones.authority import ZoneStore
+from dnstls.zones.store import ZoneStore
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "tests" / "zones"

@@ -33,8 +33,9 @@ import dns.name
 from twisted.logger import LogLevel
 
 from dnstls.errors import StartupError, ZoneError
-from dnstls.zones.authority import AuthoritativeZone, ZoneStore
+from dnstls.zones.authority import AuthoritativeZone
 from dnstls.zones.checks import refuse_signed
+from dnstls.zones.store import ZoneStore
 from dnstls.zones.zonefile import load_zone, named_origin, zone_files
 
 
