@@ -1,6 +1,6 @@
 """
 Fixtures shared by the tests: one dnstls server and one Knot DNS serving
-C{tests/zones/} on loopback for the whole session.
+C{tests/data/zones/} on loopback for the whole session.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.support import ZONES, DnstlsProcess, KnotProcess
 @pytest.fixture(scope="session")
 def dnstls_server() -> Iterator[DnstlsProcess]:
     """
-    C{twistd -n dnstls} serving C{tests/zones/} on UDP and TCP, on free
+    C{twistd -n dnstls} serving C{tests/data/zones/} on UDP and TCP, on free
     ports of 127.0.0.1 and ::1.
     """
     server = DnstlsProcess(

@@ -28,7 +28,7 @@ from dnstls.testing.process import DnstlsChild, LoggedProcess, chooses_recursion
 from dnstls.zones.store import ZoneStore
 
 ROOT = Path(__file__).resolve().parent.parent
-ZONES = ROOT / "tests" / "zones"
+ZONES = ROOT / "tests" / "data" / "zones"
 #: The own zone of a server that forwards or recurses: its names answer first.
 LOCAL_ZONE = """\
 $ORIGIN local.test.
@@ -38,7 +38,7 @@ $TTL 3600
 ns      A       192.0.2.1
 www     A       192.0.2.42
 """
-#: The zones the Knot comparison serves: every file in tests/zones/.
+#: The zones the Knot comparison serves: every file in tests/data/zones/.
 ZONE_ORIGINS = ("example.test.", "corner.test.", "child.corner.test.", "negttl.test.")
 
 
@@ -227,7 +227,7 @@ def run_dnstls(
 
 class KnotProcess(LoggedProcess):
     """
-    Knot DNS (C{knotd}) serving C{tests/zones/} on 127.0.0.1, the reference
+    Knot DNS (C{knotd}) serving C{tests/data/zones/} on 127.0.0.1, the reference
     the answers are compared with.
     """
 

@@ -1,5 +1,5 @@
 """
-Differential tests: dnstls and Knot DNS serve the same C{tests/zones/} on
+Differential tests: dnstls and Knot DNS serve the same C{tests/data/zones/} on
 loopback, get the same query bytes, and must give the same answer.
 
 "The same" means: RCODE (extended RCODE included), the header flags, the
@@ -65,7 +65,7 @@ DNAME_OVERFLOW = ".".join(["a" * 63] * 3 + ["b" * 46]) + ".dn.corner.test."
 #: The reply (about 600 octets) does not fit in 512.
 DNAME_LONGEST = ".".join(["a" * 63] * 3 + ["b" * 45]) + ".dn.corner.test."
 
-#: Every answer shape in tests/zones/, as "name type [class]".
+#: Every answer shape in tests/data/zones/, as "name type [class]".
 QUESTIONS = [
     # corner.test. apex and plain answers
     "corner.test. SOA",

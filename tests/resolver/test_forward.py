@@ -47,7 +47,7 @@ ns              A       192.0.2.1
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
-    """An authoritative dnstls serving tests/zones and short.test, with a query log."""
+    """An authoritative dnstls serving tests/data/zones and short.test, with a query log."""
     zones = tmp_path_factory.mktemp("upstream-zones")
     for path in ZONES.glob("*.zone"):
         shutil.copy(path, zones / path.name)

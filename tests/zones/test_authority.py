@@ -1,7 +1,7 @@
 """
 Table-driven tests of L{dnstls.zones.authority}: one test per corner case of
 RFC 1034 section 4.3.2, RFC 2181, RFC 2308, RFC 4592, RFC 6604, RFC 6672 and
-RFC 8482, asked of the zones in C{tests/zones/}.
+RFC 8482, asked of the zones in C{tests/data/zones/}.
 
 Records are compared as sorted C{"owner TTL TYPE RDATA"} strings, so every
 assertion states exactly what a client would see in that section.
@@ -24,8 +24,8 @@ from dnstls.zones.authority import (
     AuthoritativeZone,
     LookupResult,
     Outcome,
-    ZoneStore,
 )
+from dnstls.zones.store import ZoneStore
 from tests.support import ZONES, load_store
 
 SOA_CORNER = "corner.test. 300 SOA ns1.corner.test. hostmaster.corner.test. 1 7200 3600 1209600 300"
@@ -47,7 +47,7 @@ SUB_GLUE_SIBLING = ["ns.sibling.corner.test. 3600 A 192.0.2.154"]
 @pytest.fixture(scope="module")
 def store() -> ZoneStore:
     """
-    Every zone in C{tests/zones/}, loaded as C{twistd dnstls --zones} does.
+    Every zone in C{tests/data/zones/}, loaded as C{twistd dnstls --zones} does.
     """
     return load_store(ZONES, [])
 
