@@ -199,16 +199,20 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
     if options["control"]:
         faults, log = Faults(), QueryLog()
         hooks = FaultInjector(faults, log, reactor)
-    tcp_factory = DNSStreamFactory(
-        answerer,
-        reactor,
-        Transport.TCP,
-        idle_timeout=options["tcp-idle-timeout"],
-        limits=limits,
-        handshake_timeout=options["tls-handshake-timeout"],
-        upgrade=upgrade,
-        hooks=hooks,
-    )
+
+    def streams(kind: Transport, idle_timeout: float, upgrade: Upgrade | None = None) -> DNSStreamFactory:
+        return DNSStreamFactory(
+            answerer,
+            reactor,
+            kind,
+            idle_timeout=idle_timeout,
+            limits=limits,
+            handshake_timeout=options["tls-handshake-timeout"],
+            upgrade=upgrade,
+            hooks=hooks,
+        )
+
+    tcp_factory = streams(Transport.TCP, options["tcp-idle-timeout"], upgrade)
     try:
         for address in options["listen"]:
             udp, tcp = inherited.udp_and_tcp(address) if inherited else bind_udp_and_tcp(address)
@@ -217,16 +221,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
         if options["listen-tls"]:
             assert policy is not None
             tls_factory = TLSServerFactory(
-                policy,
-                DNSStreamFactory(
-                    answerer,
-                    reactor,
-                    Transport.TLS,
-                    idle_timeout=options["tls-idle-timeout"],
-                    limits=limits,
-                    handshake_timeout=options["tls-handshake-timeout"],
-                    hooks=hooks,
-                ),
+                policy, streams(Transport.TLS, options["tls-idle-timeout"])
             )
             for address in options["listen-tls"]:
                 tls = inherited.stream(address) if inherited else bind_stream(address, "tls")
