@@ -3,9 +3,9 @@
 The UDP and stream protocols under one name: L{dnstls.transport.udp},
 L{dnstls.transport.stream} (with L{dnstls.transport.connection}), the
 limits of L{dnstls.transport.limits} and the L{Upgrade} settings of
-L{dnstls.transport.upgrade}.  They frame bytes, enforce limits and hand
-each whole message to the L{dnstls.handler.Handler}; they never decide an
-answer.
+L{dnstls.transport.upgrade} (carried out by L{dnstls.transport.starttls}).
+They frame bytes, enforce limits and hand each whole message to the
+L{dnstls.handler.Handler}; they never decide an answer.
 """
 
 from __future__ import annotations
