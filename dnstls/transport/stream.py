@@ -11,12 +11,13 @@ closes an idle one (L{dnstls.transport.connection}).  A handler that raises
 or fails is logged; nothing reaches the reactor.
 
 Inside TLS it also drops a client that has not finished its handshake
-within C{handshake_timeout} seconds.  On TCP/53 it carries out the TO-bit
-upgrade of L{dnstls.transport.upgrade}: the first query decides, its reply
-goes out in clear text, every clear-text byte after it is dropped, and the
-connection then behaves as one on the TLS port.  Every reply on a stream
-learns the connection's current idle timeout, for edns-tcp-keepalive
-(RFC 7828): 0 once the server is near its connection cap.
+within C{handshake_timeout} seconds.  On TCP/53 its L{StartTLS} carries out
+the TO-bit upgrade (L{dnstls.transport.starttls}): the first query decides,
+its reply goes out in clear text, every clear-text byte after it is
+dropped, and the connection then behaves as one on the TLS port, on the
+same TLS layer.  Every reply on a stream learns the connection's current
+idle timeout, for edns-tcp-keepalive (RFC 7828): 0 once the server is near
+its connection cap.
 
 With L{ServerHooks} (the test kit), every query goes through them and every
 reply is written by itself; without (production), the reply cache is asked
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IHandshakeListener, IReactorTime
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -42,8 +43,10 @@ from dnstls.transport.limits import (
     DEFAULT_IDLE_TIMEOUT,
     ConnectionLimits,
 )
+from dnstls.transport.starttls import Event, StartTLS, State, layer_factory
+from dnstls.transport.tls import TLSServerFactory
 from dnstls.transport.tlsinfo import TLSInfo
-from dnstls.transport.upgrade import Upgrade, UpgradePolicy, should_upgrade
+from dnstls.transport.upgrade import Upgrade, UpgradePolicy
 
 
 @implementer(IHandshakeListener)
@@ -59,28 +62,62 @@ class DNSStreamProtocol(StreamConnection):
         self._shape: Shape | None = None
         self._upgraded = False
         self._tls: TLSInfo | None = None
-        upgrade = factory.upgrade
-        self._first = upgrade is not None and upgrade.policy is not UpgradePolicy.OFF
-        self._discarding = False
+        upgrade, layers = factory.upgrade, factory.upgrade_layers
+        #: the upgrade of a TCP/53 connection, when its listener may upgrade
+        self.starttls = (
+            StartTLS(self, upgrade, layers)
+            if upgrade is not None and layers is not None and upgrade.policy is not UpgradePolicy.OFF
+            else None
+        )
 
     def handshakeCompleted(self) -> None:
         """
-        The TLS handshake is done: stop its clock, and tell the hooks.
+        The TLS handshake is done: stop its clock, and tell the upgrade and
+        the hooks.
         """
         if self._handshake is not None and self._handshake.active():
             self._handshake.cancel()
         self._handshake = None
+        if self.starttls is not None:
+            self.starttls.handshake_done()
         hooks = self.factory.hooks
         if hooks is not None:
             self._tls = hooks.handshake_done(self.transport)
+
+    def _handshake_expired(self) -> None:
+        """
+        No handshake in time: the upgrade failed, if this is one; dropped.
+        """
+        if self.starttls is not None:
+            self.starttls.handshake_expired()
+        super()._handshake_expired()
+
+    def _close(self) -> None:
+        """
+        Close, and nothing more is answered (the upgrade is closing).
+        """
+        if self.starttls is not None:
+            self.starttls.fire(Event.CLOSE)
+        super()._close()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Stop the clocks, forget the connection, and end the upgrade.
+        """
+        if self.starttls is not None:
+            self.starttls.lost()
+        super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
         """
         Answer every message C{data} completes; a bad length closes the
         connection after answering the messages before it, so that the
-        answers do not depend on how the network split the stream.
+        answers do not depend on how the network split the stream.  Until a
+        TCP/53 connection that may be upgraded is clear or TLS for good,
+        its upgrade sees each read first.
         """
-        if self._discarding:
+        starttls = self.starttls
+        if starttls is not None and starttls.gated and starttls.discards():
             return
         try:
             messages = self._decoder.feed(data)
@@ -88,7 +125,7 @@ class DNSStreamProtocol(StreamConnection):
         except FramingError as e:
             messages, broken = e.messages, e
         if messages and not self.closed:
-            if self.factory.hooks is None and not self._first:
+            if self.factory.hooks is None and (starttls is None or not starttls.gated):
                 self._answer_all(messages)
             elif not self._answer_each(messages):
                 return
@@ -141,15 +178,11 @@ class DNSStreamProtocol(StreamConnection):
             if self.closed:
                 return False
             self._start_idle()
-            if self._first:
-                self._first = False
-                upgrade = self.factory.upgrade
-                assert upgrade is not None
-                declined = hooks is not None and hooks.decline_upgrade()
-                if not declined and should_upgrade(upgrade.policy, message, upgrade.legacy_probe):
-                    # What the client sent after its first query is clear
-                    # text it had no right to send: dropped, never answered.
-                    self._upgrade(message)
+            starttls = self.starttls
+            if starttls is not None and starttls.state is State.FIRST_QUERY:
+                if starttls.first_query(message):
+                    # granted: what the client sent after its first query
+                    # is clear text it had no right to send, never answered
                     return False
             reply = self._reply(message)
             if reply is not None:
@@ -161,75 +194,6 @@ class DNSStreamProtocol(StreamConnection):
             self._send(reply)
         return True
 
-    def _upgraded_idle_timeout(self) -> float:
-        """
-        The idle timeout this connection has once upgraded: the TLS one (or
-        the one the hooks impose on every stream).
-        """
-        hooks = self.factory.hooks
-        override = hooks.idle_timeout() if hooks is not None else None
-        if override:
-            return override
-        upgrade = self.factory.upgrade
-        assert upgrade is not None
-        return upgrade.idle_timeout
-
-    def _upgrade(self, message: bytes) -> None:
-        """
-        Answer the first query with TO=1 in clear text, then become the TLS
-        server on this connection.
-        """
-        self._discarding = True
-        self._decoder.clear()
-        context = self._context(upgrade=True)
-        try:
-            reply = self._handle(message, context)
-        except Exception:
-            self.log.failure("answering the upgrade query from {peer}", peer=self.peer)
-            self._close()
-            return
-        if isinstance(reply, Deferred):
-            self._owed += 1
-            reply.addCallbacks(self._upgrade_owed, self._upgrade_failed)
-        else:
-            self._start_tls(reply)
-
-    def _upgrade_owed(self, reply: bytes | None) -> None:
-        self._owed -= 1
-        self._start_tls(reply)
-
-    def _upgrade_failed(self, failure: Failure) -> None:
-        self._owed -= 1
-        self.log.failure("answering the upgrade query from {peer}", failure, peer=self.peer)
-        self._close()
-
-    def _start_tls(self, reply: bytes | None) -> None:
-        """
-        Send the clear-text reply, drop whatever clear text came after the
-        first query, and start the TLS handshake as the server.
-        """
-        upgrade = self.factory.upgrade
-        start = getattr(self.transport, "startTLS", None)
-        if self.closed or reply is None or upgrade is None or start is None:
-            self._close()
-            return
-        self._send(reply)
-        hooks = self.factory.hooks
-        if hooks is not None and hooks.abort_handshake():
-            # Close once the TO=1 reply is flushed (abortConnection would
-            # discard it): the client sees the grant, then its handshake fails.
-            self._close()
-            return
-        self._decoder = FrameDecoder()
-        self._shape = None
-        self.kind = Transport.TLS
-        self.idle_timeout = self._upgraded_idle_timeout()
-        self._upgraded = True
-        self._discarding = False
-        start(upgrade.tls)
-        self._start_handshake_clock()
-        self._start_idle()
-
     def _context(self, upgrade: bool = False) -> QueryContext:
         """
         The context of a query on this connection now; for the query that
@@ -240,7 +204,7 @@ class DNSStreamProtocol(StreamConnection):
         return QueryContext(
             Transport.TCP if upgrade else self.kind,
             self.peer,
-            self.keepalive(self._upgraded_idle_timeout() if upgrade else None),
+            self.keepalive(self.starttls.idle_timeout() if self.starttls and upgrade else None),
             upgrade=upgrade,
             upgraded=self._upgraded,
             padding=hooks is None or hooks.padding(),
@@ -320,6 +284,10 @@ class DNSStreamFactory(Factory):
         self.limits = limits if limits is not None else ConnectionLimits()
         self.handshake_timeout = handshake_timeout
         self.upgrade = upgrade
+        #: builds the TLS layers of upgraded connections
+        self.upgrade_layers: TLSServerFactory | None = (
+            layer_factory(upgrade, self, clock) if upgrade is not None else None
+        )
         self.hooks = hooks
 
     @property

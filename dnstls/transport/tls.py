@@ -18,8 +18,9 @@ What a session costs is decided here too: an idle session keeps no read or
 write buffer (OpenSSL's C{SSL_MODE_RELEASE_BUFFERS}: about 24 kB less per
 open connection), and a handshake runs no Python callback but the ALPN one
 and, when there are several certificates to choose from, the SNI one.  On
-the DoT port, L{DoTServerProtocol} hands up all a read brought at once and
-writes what it encrypts at once (L{dnstls.transport.tlsio} makes the OpenSSL calls).
+the DoT port, and under an upgraded TCP/53 connection, L{DoTServerProtocol}
+hands up all a read brought at once and writes what it encrypts at once
+(L{dnstls.transport.tlsio} makes the OpenSSL calls).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IOpenSSLServerConnectionCreator,
     IProtocolFactory,
+    IReactorTime,
 )
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
@@ -293,7 +295,9 @@ class DoTServerProtocol(TLSMemoryBIOProtocol):
 class TLSServerFactory(TLSMemoryBIOFactory):
     """
     The TLS port's factory: TLS around a stream factory, which refuses a
-    connection (a connection cap) by building no protocol.
+    connection (a connection cap) by building no protocol.  The layers of
+    upgraded TCP/53 connections come from one too
+    (L{dnstls.transport.starttls}).
 
     Twisted's C{TLSMemoryBIOFactory} would wrap the missing protocol and go
     on with the handshake, then fail with a traceback; this one builds
@@ -303,8 +307,13 @@ class TLSServerFactory(TLSMemoryBIOFactory):
     noisy = False
     protocol = DoTServerProtocol
 
-    def __init__(self, policy: IOpenSSLServerConnectionCreator, factory: IProtocolFactory) -> None:
-        super().__init__(policy, False, factory)
+    def __init__(
+        self,
+        policy: IOpenSSLServerConnectionCreator,
+        factory: IProtocolFactory,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        super().__init__(policy, False, factory, clock)
 
     def buildProtocol(self, addr: IAddress | None) -> TLSMemoryBIOProtocol | None:  # type: ignore[override]
         """

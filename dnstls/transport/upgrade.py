@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.transport.test_upgrade -*-
 """
 The TO-bit upgrade of a TCP/53 connection to TLS, from
-draft-ietf-dprive-start-tls-for-dns-01.
+draft-ietf-dprive-start-tls-for-dns-01: its bytes, and which first query
+upgrades under which policy.  What a connection does about it, from its
+first query to TLS, is L{dnstls.transport.starttls}'s state machine.
 
 The bytes
 =========

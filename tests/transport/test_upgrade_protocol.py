@@ -1,10 +1,9 @@
 """
-Tests for the TO-bit upgrade state machine of L{DNSStreamProtocol}, in
-memory but with real TLS: the server's transport starts TLS the way
-Twisted's TCP transport does (a L{TLSMemoryBIOProtocol} between the wire and
-the protocol, see C{twisted.internet._newtls.startTLS}), the client is the
-standard library's C{ssl.SSLObject} over memory BIOs, and time is a
-L{Clock}.
+Tests for the TO-bit upgrade of L{DNSStreamProtocol}
+(L{dnstls.transport.starttls}), in memory but with real TLS: the server's
+end of the connection takes a TLS layer under its protocol as Twisted's
+TCP transport does, the client is the standard library's C{ssl.SSLObject}
+over memory BIOs, and time is a L{Clock}.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.task import Clock
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from dnstls.certs import generate_self_signed
@@ -32,8 +31,9 @@ from dnstls.testing.faults import FaultInjector, Faults
 from dnstls.testing.querylog import QueryLog
 from dnstls.transport.framing import frame
 from dnstls.transport.hooks import ServerHooks
-from dnstls.transport.stream import DNSStreamFactory, DNSStreamProtocol
-from dnstls.transport.tls import TLSPolicy
+from dnstls.transport.starttls import State
+from dnstls.transport.stream import DNSStreamFactory
+from dnstls.transport.tls import DoTServerProtocol, TLSPolicy
 from dnstls.transport.upgrade import TO, Upgrade, UpgradePolicy
 from tests import getdns051
 from tests.support import ZONES, load_store
@@ -58,25 +58,66 @@ def tls_policy() -> TLSPolicy:
     return TLSPolicy([generate_self_signed((NAME,))])
 
 
-class _Raw:
+class ServerEnd:
     """
-    What the TLS layer writes to: the bare connection under it.
+    The server's end of an in-memory TCP connection, as Twisted's TCP
+    transport is to its protocol: reads go to its C{protocol} and so does
+    the end of the connection, and a TLS layer is put under the DNS
+    protocol by making the layer the C{protocol} (as on port 853, the DNS
+    protocol then writes to the layer, which writes here).
+
+    @ivar wire: bytes written toward the client, not yet delivered.
+    @ivar writes: every write toward the client, one entry each.
+    @ivar tls: the TLS layer put under the DNS protocol, once there.
+    @ivar tls_started_at: each time a TLS layer was put under the DNS
+        protocol, how many bytes the server had written before.
     """
 
-    def __init__(self, end: ServerEnd) -> None:
-        self._end = end
+    disconnecting = False
+
+    def __init__(self, io_clock: Clock) -> None:
+        self.io_clock = io_clock
+        self.wire = bytearray()
+        self.writes: list[bytes] = []
+        self.written = 0
+        self._protocol: Any = None
+        self.tls: TLSMemoryBIOProtocol | None = None
+        self.tls_started_at: list[int] = []
+        self.closing = False
+        self.aborted = False
+        self.lost = False
+        self.no_delay: bool | None = None
+
+    @property
+    def protocol(self) -> Any:
+        return self._protocol
+
+    @protocol.setter
+    def protocol(self, protocol: Any) -> None:
+        if self._protocol is not None:
+            assert self.tls is None, "TLS put under the connection twice"
+            assert isinstance(protocol, TLSMemoryBIOProtocol)
+            self.tls = protocol
+            self.tls_started_at.append(self.written)
+        self._protocol = protocol
+
+    def put(self, data: bytes) -> None:
+        if not self.lost and not self.aborted:
+            self.wire += data
+            self.writes.append(data)
+            self.written += len(data)
 
     def write(self, data: bytes) -> None:
-        self._end.put(data)
+        # what TLS writes after its close_notify still goes out; clear
+        # text written after a close does not
+        if self.tls is not None or not self.closing:
+            self.put(data)
 
     def writeSequence(self, data: list[bytes]) -> None:
-        self._end.put(b"".join(data))
+        self.write(b"".join(data))
 
-    def loseConnection(self) -> None:
-        self._end.closing = True
-
-    def abortConnection(self) -> None:
-        self._end.abortConnection()
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
 
     def getPeer(self) -> IPv4Address:
         return PEER
@@ -90,73 +131,9 @@ class _Raw:
     def unregisterProducer(self) -> None:
         pass
 
-
-class ServerEnd:
-    """
-    The server's end of an in-memory TCP connection, with C{startTLS} as
-    Twisted's TCP transport has it: the protocol keeps this transport, its
-    writes go through TLS once started, and so do the bytes received.
-
-    @ivar wire: bytes written toward the client, not yet delivered.
-    @ivar tls_started_at: for each C{startTLS} call, how many bytes the
-        server had written before it.
-    """
-
-    disconnecting = False
-
-    def __init__(self, io_clock: Clock) -> None:
-        self.io_clock = io_clock
-        self.wire = bytearray()
-        self.written = 0
-        self.protocol: DNSStreamProtocol | None = None
-        self.tls: TLSMemoryBIOProtocol | None = None
-        self.tls_started_at: list[int] = []
-        self.closing = False
-        self.aborted = False
-        self.lost = False
-        self.no_delay: bool | None = None
-
-    def put(self, data: bytes) -> None:
-        if not self.lost and not self.aborted:
-            self.wire += data
-            self.written += len(data)
-
-    def write(self, data: bytes) -> None:
-        if self.tls is not None:
-            self.tls.write(data)
-        elif not self.closing:
-            self.put(data)
-
-    def writeSequence(self, data: list[bytes]) -> None:
-        self.write(b"".join(data))
-
-    def startTLS(self, context: Any, normal: bool = True) -> None:
-        assert self.tls is None, "startTLS twice"
-        self.tls_started_at.append(self.written)
-        # the TLS layer sends small writes at the next reactor turn: on
-        # the I/O clock, which the client's pump turns
-        factory = TLSMemoryBIOFactory(context, False, None, clock=self.io_clock)
-        self.tls = factory.protocol(factory, self.protocol, False)
-        self.tls.makeConnection(_Raw(self))
-
-    def getHandle(self) -> Any:
-        return self.tls.getHandle() if self.tls is not None else None
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.no_delay = enabled
-
-    def getPeer(self) -> IPv4Address:
-        return PEER
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("TCP", "192.0.2.53", 53)
-
     def loseConnection(self) -> None:
-        if self.tls is not None:
-            self.tls.loseConnection()
-        else:
-            self.disconnecting = True
-            self.closing = True
+        self.disconnecting = True
+        self.closing = True
 
     def abortConnection(self) -> None:
         self.aborted = True
@@ -167,10 +144,8 @@ class ServerEnd:
         """
         Bytes from the client, as one read.
         """
-        if self.lost:
-            return
-        target: Any = self.tls if self.tls is not None else self.protocol
-        target.dataReceived(data)
+        if not self.lost:
+            self.protocol.dataReceived(data)
 
     def finish(self) -> None:
         """
@@ -184,8 +159,7 @@ class ServerEnd:
             return
         self.lost = True
         self.disconnecting = True
-        target: Any = self.tls if self.tls is not None else self.protocol
-        target.connectionLost(reason)
+        self.protocol.connectionLost(reason)
 
 
 class Client:
@@ -642,23 +616,33 @@ def test_clear_text_instead_of_handshake_closes(handler: Handler, tls_policy: TL
     assert client.clear == b"" or client.clear[:1] == b"\x15"
 
 
+class SlowGrant:
+    """
+    The handler, but its reply to the upgrading query comes later, when the
+    test fires the Deferred it keeps.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.pending: list[Deferred[bytes | None]] = []
+
+    def handle(self, wire: bytes, context: QueryContext) -> Any:
+        if context.upgrade:
+            d: Deferred[bytes | None] = Deferred()
+            d.addCallback(lambda _: self.handler.handle(wire, context))
+            self.pending.append(d)
+            return d
+        return self.handler.handle(wire, context)
+
+
 def test_bytes_while_upgrade_pending_dropped(handler: Handler, tls_policy: TLSPolicy) -> None:
     """
     Bytes that arrive while the reply to the upgrading query is still being computed are dropped,
     not answered.
     """
-    pending: list[Deferred[bytes | None]] = []
-
-    class Slow:
-        def handle(self, wire: bytes, context: QueryContext) -> Any:
-            if context.upgrade:
-                d: Deferred[bytes | None] = Deferred()
-                d.addCallback(lambda _: handler.handle(wire, context))
-                pending.append(d)
-                return d
-            return handler.handle(wire, context)
-
-    client = connect(Slow(), tls_policy, UpgradePolicy.PROBE)
+    slow = SlowGrant(handler)
+    pending = slow.pending
+    client = connect(slow, tls_policy, UpgradePolicy.PROBE)
     client.send(probe())
     assert len(pending) == 1 and client.clear == b""
     client.send(ordinary(ident=0x6661))
@@ -762,6 +746,120 @@ def test_fault_idle_timeout_survives_upgrade(handler: Handler, tls_policy: TLSPo
     clock.advance(3.1)
     client.pump()
     assert not client.open
+
+
+# The upgrade's states on a connection (dnstls.transport.starttls), and the
+# TLS layer it puts under it: the TLS port's.
+
+
+def test_walk_granted(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A granted upgrade goes FIRST_QUERY, GRANTING (clear bytes discarded), HANDSHAKING (clear bytes
+    discarded), TLS, CLOSING, and answers nothing in clear but the grant.
+    """
+    slow = SlowGrant(handler)
+    client = connect(slow, tls_policy, UpgradePolicy.PROBE)
+    starttls = client.protocol.starttls
+    assert starttls is not None and starttls.state is State.FIRST_QUERY
+    client.send(probe())
+    assert starttls.state is State.GRANTING
+    client.send(ordinary(ident=0x6661))
+    assert starttls.state is State.GRANTING
+    slow.pending[0].callback(None)
+    client.pump()
+    assert starttls.state is State.HANDSHAKING
+    # clear text handed to the DNS protocol itself, past the TLS layer
+    client.protocol.dataReceived(frame(ordinary(ident=0x6662)))
+    assert starttls.state is State.HANDSHAKING
+    assert [txt(parse(wire)) for wire in client.replies()] == [[b"STARTTLS"]]
+    finish_upgrade(client)
+    assert starttls.state is State.TLS
+    client.clock.advance(TLS_IDLE + 1)
+    client.pump()
+    assert starttls.state is State.CLOSING
+    assert client.end.lost
+    assert client.replies() == [] and client.replies(inside=True) == []
+
+
+def test_walk_declined(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """A declined upgrade goes FIRST_QUERY, CLEAR (TO ignored from then on), CLOSING."""
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    starttls = client.protocol.starttls
+    assert starttls is not None
+    client.send(ordinary(to=True))
+    assert starttls.state is State.CLEAR
+    client.send(probe(ident=2))
+    assert txt(parse(client.replies()[-1])) == [b"NO_TLS"]
+    assert starttls.state is State.CLEAR
+    client.clock.advance(TCP_IDLE + 1)
+    client.pump()
+    assert starttls.state is State.CLOSING
+    assert not client.end.tls_started_at
+
+
+@pytest.mark.parametrize("failure", ["wrong name", "timeout", "clear text"])
+def test_walk_failed_handshake(handler: Handler, tls_policy: TLSPolicy, failure: str) -> None:
+    """A handshake that fails, times out, or meets clear text goes HANDSHAKING, CLOSING, and closes."""
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    starttls = client.protocol.starttls
+    assert starttls is not None
+    client.send(probe())
+    client.replies()
+    assert starttls.state is State.HANDSHAKING
+    if failure == "wrong name":
+        client.start_tls(hostname="wrong.example.test")
+    elif failure == "timeout":
+        client.clock.advance(HANDSHAKE + 1)
+    else:
+        client.send(ordinary(ident=0x6661))
+    client.pump()
+    assert starttls.state is State.CLOSING
+    assert client.end.lost
+    assert client.replies() == []
+
+
+def test_upgraded_connection_on_dot_layer(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    Once the grant is written, the TLS port's layer, with the listener's TLS policy, sits between the
+    connection and the DNS protocol, which is not connected a second time.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    client.send(probe())
+    client.replies()
+    layer = client.end.tls
+    assert isinstance(layer, DoTServerProtocol)
+    assert client.end.protocol is layer and layer.wrappedProtocol is client.protocol
+    assert client.protocol.transport is layer and layer.transport is client.end
+    assert client.protocol.starttls is not None and client.protocol.starttls.layer is layer
+    assert layer.getHandle().get_context() is tls_policy.serverConnectionForTLS(layer).get_context()
+    assert client.protocol.kind is Transport.TLS
+    assert client.protocol._socket is None  # never a direct send from here on
+    assert client.factory.connections == {client.protocol}
+    finish_upgrade(client)
+    assert client.protocol._tls is None  # no hooks: nothing read of the session
+
+
+def test_upgraded_tickets_go_with_the_first_answer(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    An upgraded TLS 1.3 session's tickets wait after the handshake and leave in one write with the
+    first answer, as on the TLS port.
+    """
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    client.send(probe())
+    client.replies()
+    client.start_tls()
+    assert client.handshake_done and client.tls is not None
+    assert client.tls.version() == "TLSv1.3"
+    session = client.tls.session
+    assert session is None or not session.has_ticket
+    writes = len(client.end.writes)
+    client.send_tls(ordinary(ident=0x7777))
+    assert len(client.end.writes) == writes + 1
+    [wire] = client.replies(inside=True)
+    assert parse(wire).id == 0x7777
+    session = client.tls.session
+    assert session is not None and session.has_ticket
+    assert client.io_clock.getDelayedCalls() == []
 
 
 # --starttls-legacy-probe: the probe without TO, as getdns 0.5.1 sends it.

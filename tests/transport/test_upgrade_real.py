@@ -442,6 +442,51 @@ def test_session_resumes_over_upgrade(probe_server: Server) -> None:
             assert addresses(ask(tls, query(ident=6))) == ["192.0.2.80"]
 
 
+def handshake_by_hand(
+    server: Server, sock: socket.socket
+) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    """
+    The client's TLS 1.3 handshake on the upgraded connection over memory BIOs, its Finished sent:
+    the TLS object, the BIO the server's bytes go into and the one the client's come out of.
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = tls_context(server).wrap_bio(incoming, outgoing, server_hostname=NAME)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(outgoing.read())
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed in the handshake"
+            incoming.write(chunk)
+    sock.sendall(outgoing.read())
+    return tls, incoming, outgoing
+
+
+def test_tickets_go_with_the_first_answer(probe_server: Server) -> None:
+    """
+    An upgraded TLS 1.3 session's tickets come in one read with the first answer, not after the
+    handshake on their own, as on the TLS port.
+    """
+    with connect(probe_server) as sock:
+        sock.sendall(PROBE)
+        assert recv_exact(sock, len(PROBE_REPLY)) == PROBE_REPLY
+        tls, incoming, outgoing = handshake_by_hand(probe_server, sock)
+        assert tls.version() == "TLSv1.3"
+        assert nothing_within(sock, 0.5)
+        assert tls.session is None or not tls.session.has_ticket
+        tls.write(framed(query(ident=9)))
+        sock.sendall(outgoing.read())
+        sock.settimeout(TIMEOUT)
+        incoming.write(sock.recv(65536))
+        data = tls.read(65536)
+        (length,) = struct.unpack("!H", data[:2])
+        assert len(data) == 2 + length
+        assert addresses(dns.message.from_wire(data[2:])) == ["192.0.2.80"]
+        assert tls.session is not None and tls.session.has_ticket
+
+
 @pytest.mark.parametrize(
     "garbage",
     [framed(query(ident=0x6661)), b"GET / HTTP/1.0\r\n\r\n", bytes(range(256))],
