@@ -34,7 +34,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dnstls.certs import Credential, default_credential, load_credential
+from dnstls import statedir
+from dnstls.certs import GENERATED_CERT, Credential, load_credential
 from dnstls.errors import StartupError, ZoneError
 from dnstls.handler import Handler
 from dnstls.oneatatime import OneAtATime
@@ -65,7 +66,20 @@ class CredentialSources:
         """
         if self.pairs:
             return [load_credential(cert, key) for cert, key in self.pairs]
-        return [default_credential(self.state_dir, self.names)]
+        return [statedir.start(self.state_dir, self.names)]
+
+    def reload(self, served: Sequence[Credential]) -> list[Credential]:
+        """
+        Read every credential again, given those C{served}: a generated
+        default whose files are gone is kept (see L{dnstls.statedir}).
+
+        @raise StartupError: if a file cannot be read or used.
+        """
+        if self.pairs:
+            return self.load()
+        generated = str(self.state_dir / GENERATED_CERT)
+        kept = next((c for c in served if c.source == generated), None)
+        return [statedir.reload(self.state_dir, self.names, kept)]
 
 
 class ServerService(MultiService):
@@ -216,7 +230,7 @@ class ServerService(MultiService):
         if self.tls is None or self._credentials is None:
             return True
         try:
-            credentials = self._credentials.load()
+            credentials = self._credentials.reload(self.tls.credentials)
             self.tls.reload(credentials)
         except (StartupError, ValueError, OSError) as e:
             self.log.error("reload: keeping the TLS certificates: {error}", error=str(e))
