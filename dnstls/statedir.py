@@ -91,7 +91,7 @@ def start(directory: Path, names: tuple[str, ...]) -> Credential:
         )
     else:
         log.warn(
-            "TLS key {path} made, SPKI pin sha256 {new}: a new pin (the first start, or the state "
+            "TLS key {path} made, SPKI pin {new}: a new pin (the first start, or the state "
             "directory was lost): clients pinning an earlier key of this server will fail",
             path=key_path,
             new=credential.pin,
@@ -115,7 +115,7 @@ def reload(directory: Path, names: tuple[str, ...], served: Credential | None) -
             kept = keep_generated(directory, served)
         except StartupError as e:
             log.warn(
-                "reload: {path} is gone: still serving the key with SPKI pin sha256 {pin}, but "
+                "reload: {path} is gone: still serving the key with SPKI pin {pin}, but "
                 "it cannot be written back ({error}): a restart will make a new key, and clients "
                 "pinning {pin} will fail",
                 path=missing,
@@ -124,7 +124,7 @@ def reload(directory: Path, names: tuple[str, ...], served: Credential | None) -
             )
             return served
         log.warn(
-            "reload: {path} is gone: still serving the key with SPKI pin sha256 {pin}, written "
+            "reload: {path} is gone: still serving the key with SPKI pin {pin}, written "
             "back to {directory} (a new key would change the pin, and pinned clients would fail)",
             path=missing,
             pin=served.pin,

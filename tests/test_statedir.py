@@ -77,7 +77,7 @@ def test_new_key_at_start_is_a_warning_with_its_pin(tmp_path: Path) -> None:
     credential, lines = logged(lambda: statedir.start(state, NAMES))
     [(level, text)] = lines
     assert level == LogLevel.warn
-    assert text.startswith(f"TLS key {state / GENERATED_KEY} made, SPKI pin sha256 {credential.pin}")
+    assert text.startswith(f"TLS key {state / GENERATED_KEY} made, SPKI pin {credential.pin}")
     assert "clients pinning an earlier key of this server will fail" in text
 
 
@@ -115,7 +115,7 @@ def test_reload_keeps_the_key_whose_files_are_gone(tmp_path: Path, lose: str) ->
     assert lines == [
         (
             LogLevel.warn,
-            f"reload: {missing} is gone: still serving the key with SPKI pin sha256 {served.pin}, "
+            f"reload: {missing} is gone: still serving the key with SPKI pin {served.pin}, "
             f"written back to {state} (a new key would change the pin, and pinned clients would "
             "fail)",
         )
