@@ -152,7 +152,20 @@ def default_credential(state_dir: str | os.PathLike[str], names: tuple[str, ...]
     key_path = directory / GENERATED_KEY
     if cert_path.exists() and key_path.exists():
         return load_credential(cert_path, key_path)
-    credential = generate_self_signed(names)
+    return keep_generated(directory, generate_self_signed(names))
+
+
+def keep_generated(state_dir: str | os.PathLike[str], credential: Credential) -> Credential:
+    """
+    Write C{credential} under C{state_dir} as the generated default (the
+    key readable by its owner only), the directory made if need be.
+
+    @return: C{credential}, its source the certificate's path.
+    @raise StartupError: if the directory or the files cannot be written.
+    """
+    directory = Path(state_dir)
+    cert_path = directory / GENERATED_CERT
+    key_path = directory / GENERATED_KEY
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         key_pem = credential.key.private_bytes(

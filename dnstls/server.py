@@ -4,7 +4,9 @@ The running server as one service: the handler every listener shares, the
 listeners, the TLS policy, and reloading all of it without a restart.
 
 L{ServerService.reload} (SIGHUP under twistd) re-reads the zones and the
-certificates.  What reads cleanly replaces what was served, for new queries
+certificates.  The zone files are read, checked and compiled in a thread
+while the old zones go on answering, then swapped in at once; a SIGHUP
+during a reload asks for one more after it.  What reads cleanly replaces what was served, for new queries
 and new handshakes; open connections and TLS sessions go on.  What fails to
 read leaves the old data serving, and the error is logged.  Each zone is
 read on its own (L{dnstls.zones.zoneset}): one broken zone file keeps its own old
@@ -22,19 +24,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from dnstls.certs import Credential, default_credential, load_credential
+from dnstls import statedir
+from dnstls.certs import GENERATED_CERT, Credential, load_credential
 from dnstls.errors import StartupError, ZoneError
 from dnstls.handler import Handler
+from dnstls.oneatatime import OneAtATime
 from dnstls.ready import Ready, ReadyChannel
 from dnstls.transport.listen import ListeningService
 from dnstls.transport.tls import TLSPolicy
-from dnstls.zones.zoneset import ZoneReport, ZoneSet
+from dnstls.zones import background
+from dnstls.zones.zoneset import ZoneRead, ZoneReport, ZoneSet
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,20 @@ class CredentialSources:
         """
         if self.pairs:
             return [load_credential(cert, key) for cert, key in self.pairs]
-        return [default_credential(self.state_dir, self.names)]
+        return [statedir.start(self.state_dir, self.names)]
+
+    def reload(self, served: Sequence[Credential]) -> list[Credential]:
+        """
+        Read every credential again, given those C{served}: a generated
+        default whose files are gone is kept (see L{dnstls.statedir}).
+
+        @raise StartupError: if a file cannot be read or used.
+        """
+        if self.pairs:
+            return self.load()
+        generated = str(self.state_dir / GENERATED_CERT)
+        kept = next((c for c in served if c.source == generated), None)
+        return [statedir.reload(self.state_dir, self.names, kept)]
 
 
 class ServerService(MultiService):
@@ -102,6 +126,7 @@ class ServerService(MultiService):
         self._strict_zones = strict_zones
         self._rotation: LoopingCall | None = None
         self._ready = ready
+        self._reloads: OneAtATime[bool] = OneAtATime(self._reload)
         listening.setServiceParent(self)
 
     def startService(self) -> None:
@@ -171,54 +196,98 @@ class ServerService(MultiService):
 
         self._previous_hup = signal.signal(signal.SIGHUP, hangup)
 
-    def reload(self) -> bool:
+    def reload(self) -> Deferred[bool]:
         """
         Re-read the zones and the certificates.  Each that reads cleanly is
         served from now on; each that does not leaves the old one serving.
+        The zone files are read in a thread of the reactor's pool, the old
+        zones answering meanwhile, and swapped in at once when all are
+        read; a reload asked for while one runs follows it, once.
 
-        @return: whether everything reloaded.
+        @return: fires with whether everything reloaded.
         """
-        ok = self._zones is None or self._reload_zones()
-        if self.tls is not None and self._credentials is not None:
-            try:
-                credentials = self._credentials.load()
-                self.tls.reload(credentials)
-            except (StartupError, ValueError, OSError) as e:
-                ok = False
-                self.log.error("reload: keeping the TLS certificates: {error}", error=str(e))
-            except Exception as e:
-                ok = False
-                self.log.error(
-                    "reload: keeping the TLS certificates: {error}", error=f"{type(e).__name__}: {e}"
-                )
-            else:
-                self._log_credentials(credentials)
-        return ok
+        if self._reloads.running and not self._reloads.queued:
+            self.log.info("reload: a reload is running; another follows it")
+        return self._reloads()
 
-    def _reload_zones(self) -> bool:
+    def _reload(self) -> Deferred[bool]:
         """
-        Re-read every zone file, log one line for each zone, and hand the
-        handler the new zones if any changed.
+        One reload: the zones, then the certificates.
+        """
+        if self._zones is None:
+            return succeed(self._reload_credentials())
+        zones = self._zones
+
+        def read() -> ZoneRead:
+            with background.reading():
+                return zones.read()
+
+        reading = self._off_reactor(read)
+
+        def swap(result: ZoneRead | Failure) -> bool:
+            ok = self._apply_zones(zones, result)
+            return self._reload_credentials() and ok
+
+        return reading.addBoth(swap)
+
+    def _off_reactor(self, work: Callable[[], _T]) -> Deferred[_T]:
+        """
+        Call C{work} in a thread of the reactor's pool; at once when the
+        reactor has none (a memory reactor in tests).
+        """
+        if IReactorThreads.providedBy(self._reactor):
+            return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), work)
+        return maybeDeferred(work)
+
+    def _reload_credentials(self) -> bool:
+        """
+        Re-read the certificates and give them to new TLS handshakes.
+
+        @return: whether they reloaded.
+        """
+        if self.tls is None or self._credentials is None:
+            return True
+        try:
+            credentials = self._credentials.reload(self.tls.credentials)
+            self.tls.reload(credentials)
+        except (StartupError, ValueError, OSError) as e:
+            self.log.error("reload: keeping the TLS certificates: {error}", error=str(e))
+            return False
+        except Exception as e:
+            self.log.error(
+                "reload: keeping the TLS certificates: {error}", error=f"{type(e).__name__}: {e}"
+            )
+            return False
+        self._log_credentials(credentials)
+        return True
+
+    def _apply_zones(self, zones: ZoneSet, read: ZoneRead | Failure) -> bool:
+        """
+        Serve the zone files C{read} (or keep every zone when reading
+        failed), log one line for each zone, and hand the handler the new
+        zones if any changed.
 
         @return: whether every zone file loaded.
         """
-        assert self._zones is not None
-        try:
-            changed = self._zones.load(atomic=self._strict_zones)
-        except ZoneError as e:
-            self.log.error("reload: keeping the zones served: {error}", error=str(e))
+        if isinstance(read, Failure):
+            error = read.value
+            if not isinstance(error, ZoneError):
+                self.log.failure("reload: keeping the zones served", read)
+                return False
+            self.log.error("reload: keeping the zones served: {error}", error=str(error))
             return False
-        failed = self._zones.failures()
+        changed = zones.apply(read, atomic=self._strict_zones)
+        failed = zones.failures()
         if self._strict_zones and failed:
             for report in failed:
                 self._log_zone(report, "reload: ")
             self.log.error(
                 "reload: keeping every zone as it was (--strict-zones): {summary}",
-                summary=self._zones.summary(),
+                summary=zones.summary(),
             )
             return False
         if changed:
-            self.handler.zones = self._zones.store
+            self.handler.zones = zones.store
         self._log_zones("reload: ")
         return not failed
 

@@ -160,10 +160,13 @@ def serving(zones: Path) -> ServerService:
 
 def reload_logged(service: ServerService) -> tuple[bool, list[tuple[LogLevel, str]]]:
     """
-    What C{service.reload()} returns, and the level and text of each line it logs.
+    What C{service.reload()} fires with (at once: a memory reactor has no threads), and the
+    level and text of each line it logs.
     """
+    results: list[bool] = []
     with capturedLogs() as events:
-        ok = service.reload()
+        service.reload().addCallback(results.append)
+    [ok] = results
     return ok, [(event["log_level"], formatEvent(event)) for event in events]
 
 

@@ -139,12 +139,25 @@ class _Adding:
     C{ValueError}) and noted with the line where its record starts.
     """
 
-    def __init__(self, txn: dns.transaction.Transaction, reader: CheckingReader) -> None:
+    def __init__(self, txn: dns.transaction.Transaction, origin: dns.name.Name | None) -> None:
+        """
+        @param origin: the zone's apex, as the reader's C{zone_origin}:
+            C{None} until the first C{$ORIGIN} names it (see
+            L{_set_origin}).  Not the reader itself, so that no cycle holds
+            the zone read for the cyclic garbage collector.
+        """
         self._txn = txn
-        self._reader = reader
+        self._origin = origin
+
+    def _set_origin(self, origin: dns.name.Name) -> None:
+        # the reader sets its zone_origin from the first $ORIGIN and then
+        # calls this
+        if self._origin is None:
+            self._origin = origin
+        self._txn._set_origin(origin)
 
     def add(self, name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> None:
-        origin = self._reader.zone_origin
+        origin = self._origin
         if rdata.rdtype == dns.rdatatype.SOA and name != origin:
             raise Refused(
                 f"SOA record at {name}, which is not the apex {origin}"
@@ -168,7 +181,7 @@ class CheckingReader(dns.zonefile.Reader):
 
     def __init__(self, tok: ZoneTokenizer, txn: dns.transaction.Transaction) -> None:
         super().__init__(tok, dns.rdataclass.IN, txn, allow_include=True)
-        self.txn = _Adding(txn, self)  # type: ignore[assignment]
+        self.txn = _Adding(txn, self.zone_origin)  # type: ignore[assignment]
         self.record_where: Where = tok.where()
 
     def __setattr__(self, attribute: str, value: Any) -> None:

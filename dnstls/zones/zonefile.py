@@ -116,6 +116,11 @@ def load_zone_text(
         if reader is not None:
             reader.close_files()
         raise ZoneError(_one_line(_failure(e, reader, filename))) from None
+    finally:
+        # the reader, the transaction and the notes refer to each other:
+        # without this the whole zone read would be cyclic garbage, for a
+        # full collection (which holds the GIL) to find
+        lines.reader = None
     check_zone(zone, lines, filename)
     return zone
 

@@ -17,6 +17,10 @@ zone in a L{ZoneReport}, one log line each:
     holds any more (its file deleted from the zones directory) is
     L{ZoneState.GONE}, and its old data goes on serving until a restart.
 
+L{ZoneSet.load} is L{ZoneSet.read}, which reads, checks and compiles every
+file and changes nothing (a reload runs it in a thread), then
+L{ZoneSet.apply}, which serves what was read at once.
+
 Two files with one origin: the first that loads (the directory's files in
 name order, then the C{--zone} files in the order given) is served, and the
 other fails.
@@ -144,6 +148,19 @@ class _Served:
     path: Path
 
 
+@dataclass(frozen=True)
+class ZoneRead:
+    """
+    What reading every zone file found, not served yet (L{ZoneSet.read}).
+
+    @ivar served: the zones to serve, by origin.
+    @ivar reports: what became of each zone, in the order read.
+    """
+
+    served: dict[dns.name.Name, _Served]
+    reports: list[ZoneReport]
+
+
 def read_zone(path: Path) -> AuthoritativeZone:
     """
     Load, check and compile the zone file at C{path}.
@@ -184,11 +201,33 @@ class ZoneSet:
         @raise ZoneError: if the zones directory cannot be listed; nothing
             changes.
         """
+        return self.apply(self.read(), atomic)
+
+    def read(self) -> ZoneRead:
+        """
+        Read, check and compile every zone file, changing nothing: the
+        slow half of L{load}, which a reload runs in a thread while the
+        zones served go on answering.  Only one read at a time, and no
+        L{apply} while it runs.
+
+        @raise ZoneError: if the zones directory cannot be listed.
+        """
         paths = self.sources.paths()
-        served, self.reports = _load(paths, self._served, reload=self._started)
+        served, reports = _load(paths, self._served, reload=self._started)
+        return ZoneRead(served, reports)
+
+    def apply(self, read: ZoneRead, atomic: bool = False) -> bool:
+        """
+        Serve what C{read} found, at once: the quick half of L{load}.
+
+        @param atomic: change nothing but the reports if any file failed.
+        @return: whether the zones served changed.
+        """
+        self.reports = read.reports
         self._started = True
         if atomic and self.failures():
             return False
+        served = read.served
         unavailable = {
             report.origin
             for report in self.reports
