@@ -16,11 +16,12 @@ stopped the reactor all the same while a zone of 100,000 records was read:
 
 While a reload reads, L{reading} puts off full collections (the young
 generations are still collected) and shortens the switch interval to
-L{SWITCH_INTERVAL}; once read, it moves what is then alive out of the
-collector's sight (C{gc.freeze}), the zones just read among it, so that no
-later full collection walks them either.  Zone data holds no reference
-cycles (L{dnstls.zones.reader} breaks the reader's), so a zone served no
-more is freed by its reference count, frozen or not.
+L{SWITCH_INTERVAL}.  Zone data holds no reference cycles
+(L{dnstls.zones.reader} breaks the reader's), so a zone served no more is
+freed by its reference count.  Nothing is frozen (C{gc.freeze}): a frozen
+object in a cycle is never collected, and every connection open at a
+reload is one (its protocol and transport refer to each other), so each
+reload would leak the connections then open once they closed.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ _NEVER = 2**31 - 1
 def reading() -> Iterator[None]:
     """
     No full collection and a short switch interval inside; at the end, the
-    young generations collected and what survives frozen, and the
-    collector and the switch interval as they were.
+    young generations collected, and the collector and the switch interval
+    as they were.
     """
     young, middle, old = gc.get_threshold()
     interval = sys.getswitchinterval()
@@ -53,5 +54,4 @@ def reading() -> Iterator[None]:
     finally:
         sys.setswitchinterval(interval)
         gc.collect(1)
-        gc.freeze()
         gc.set_threshold(young, middle, old)
