@@ -11,8 +11,9 @@ The bytes
 TO ("TLS OK") is the EDNS header flag right after DO: mask C{0x4000} of the
 16-bit EDNS flags, which sit in the low half of the OPT record's TTL.  A
 client asks for the upgrade with its first query on a new TCP/53
-connection, with RD=0; the recommended first query is the probe
-C{STARTTLS. CH TXT}.  On the wire, with ID 0x1234::
+connection; the recommended first query is the probe C{STARTTLS. CH TXT}
+with RD=0.  RD is not looked at: a probe with RD=1 upgrades too (getdns
+sets it, see below).  On the wire, with ID 0x1234::
 
     00 25                 length 37
     12 34 00 00           ID, flags (QR=0, opcode QUERY, RD=0)
