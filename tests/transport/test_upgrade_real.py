@@ -288,6 +288,18 @@ def test_probe_upgrade(probe_server: Server) -> None:
             pipeline(tls)
 
 
+def test_probe_with_rd_upgrades(probe_server: Server) -> None:
+    """The probe with RD=1 (the draft recommends RD=0; the README says RD is not looked at) is
+    upgraded all the same: STARTTLS with TO=1 and RD copied, then answers inside TLS."""
+    with connect(probe_server) as sock:
+        sock.sendall(framed(query("STARTTLS.", "TXT", 0x1235, to=True, rdclass="CH", rd=True)))
+        reply = read_message(sock)
+        assert reply.flags & dns.flags.RD and reply.ednsflags & TO
+        assert txt(reply) == [b"STARTTLS"]
+        with start_tls(probe_server, sock) as tls:
+            assert addresses(ask(tls, query())) == ["192.0.2.80"]
+
+
 def test_probe_upgrade_with_alpn(probe_server: Server) -> None:
     """A client that offers ALPN "dot" on the upgraded connection gets it selected."""
     with connect(probe_server) as sock:
