@@ -28,6 +28,9 @@ _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+ ")
 _LEVEL = re.compile(r"^\[[^\]#]*#(\w+)\]")
 #: Output without a line break is logged in pieces of at most this size.
 _LONGEST_LINE = 65536
+#: The longest ready line read from a worker: about 55 octets a zone, so
+#: room for some 300,000 zones.
+_LONGEST_READY = 16 * 1024 * 1024
 
 
 def worker_arguments(
@@ -68,6 +71,8 @@ class WorkerProcess(ProcessProtocol):
         self.last_error = ""
         self.ended: Deferred[None] = Deferred()
         self.running = True
+        #: a SIGHUP came while it was starting: it is passed on once ready
+        self.hup_pending = False
         self._buffers = {1: b"", 2: b""}
         self._ready_line = b""
 
@@ -91,11 +96,14 @@ class WorkerProcess(ProcessProtocol):
             self._line(childFD, line)
 
     def _ready_received(self, data: bytes) -> None:
-        if self.report is not None or len(self._ready_line) > _LONGEST_LINE:
+        if self.report is not None or len(self._ready_line) > _LONGEST_READY:
             return
         self._ready_line += data
         line, newline, _ = self._ready_line.partition(b"\n")
         if not newline:
+            if len(self._ready_line) > _LONGEST_READY:
+                self.last_error = f"--ready-fd {self.ready_fd}: a ready line over {_LONGEST_READY} octets"
+                self.supervisor.relay(self, self.last_error, LogLevel.error)
             return
         try:
             self.report = Ready.from_json(line)

@@ -202,8 +202,12 @@ class WorkersService(Service):
     def worker_ready(self, worker: WorkerProcess) -> None:
         """
         A worker reported that it serves: once every one has, the server is
-        ready, and says so on its own C{--ready-fd}.
+        ready, and says so on its own C{--ready-fd}.  A SIGHUP that came
+        while the worker started is passed on now.
         """
+        if worker.hup_pending:
+            worker.hup_pending = False
+            self._signal([worker], "HUP")
         if self._announced or not all(w is not None and w.ready for w in self.workers):
             return
         self._announced = True
@@ -290,10 +294,14 @@ class WorkersService(Service):
 
     def reload(self) -> None:
         """
-        Pass SIGHUP to every worker that is serving; one still starting
-        reads the files as they are now anyway.
+        Pass SIGHUP to every worker that is serving; one still starting may
+        have read its files already, so it gets the SIGHUP once it reports
+        that it serves.
         """
         serving = [w for w in self.workers if w is not None and w.ready]
+        for worker in self.workers:
+            if worker is not None and worker.running and not worker.ready:
+                worker.hup_pending = True
         self.log.info("reload: passing SIGHUP to {count} workers", count=len(serving))
         self._signal(serving, "HUP")
 

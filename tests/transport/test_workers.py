@@ -395,6 +395,37 @@ def test_supervisor_ready_when_every_worker_is() -> None:
         sock.close()
 
 
+def test_long_ready_line_makes_a_worker_ready() -> None:
+    """A worker serving thousands of zones writes a ready line far longer than one pipe read; it
+    arrives in 8 KiB pieces and the worker is ready once the line is whole."""
+    service, reactor, exits, socks = supervisor(count=1)
+    [(protocol, *_)] = reactor.spawned
+    zones = tuple((f"zone{n}.test.", n) for n in range(5000))
+    line = Ready(protocol.pid, (Listener("udp", "127.0.0.1", 5300),), zones).to_json()
+    assert len(line) > 200_000
+    for start in range(0, len(line), 8192):
+        assert not protocol.ready
+        say(protocol, line[start : start + 8192], fd=protocol.ready_fd)
+    assert protocol.ready and protocol.report.zones == zones
+    socks[0].close()
+
+
+def test_hangup_while_a_worker_starts_reaches_it_once_ready() -> None:
+    """A SIGHUP while one worker is still starting goes at once to the one that serves, and to
+    the starting one as soon as it reports that it serves, once."""
+    service, reactor, exits, socks = supervisor()
+    first, second = (entry[1] for entry in reactor.spawned)
+    report_ready(reactor.spawned[0][0])
+    service.reload()
+    assert first.signals == ["HUP"] and second.signals == []
+    report_ready(reactor.spawned[1][0])
+    assert second.signals == ["HUP"]
+    report_ready(reactor.spawned[1][0])
+    assert second.signals == ["HUP"] and first.signals == ["HUP"]
+    for sock in socks:
+        sock.close()
+
+
 def test_worker_that_served_long_restarts_at_once() -> None:
     """A worker that served a while before it died is restarted without delay, however often
     it failed before."""
