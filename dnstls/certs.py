@@ -99,6 +99,22 @@ def load_credential(cert_path: str | os.PathLike[str], key_path: str | os.PathLi
         chain = tuple(x509.load_pem_x509_certificates(cert_pem))
     except (OSError, ValueError) as e:
         raise StartupError(f"{cert_path}: cannot read the certificate: {_reason(e)}") from None
+    key = load_private_key(key_path)
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if key.public_key().public_bytes(der, public) != chain[0].public_key().public_bytes(der, public):
+        raise StartupError(f"{key_path}: the key does not match the certificate {cert_path}")
+    return Credential(chain, key, str(cert_path))
+
+
+def load_private_key(key_path: str | os.PathLike[str]) -> PrivateKey:
+    """
+    Read a PEM private key.
+
+    @raise StartupError: if the file cannot be read or parsed, the key is
+        neither RSA nor ECDSA, or an RSA key is below 2048 bits (RFC 9325
+        section 4.5).
+    """
     try:
         key_pem = Path(key_path).read_bytes()
         if b"PRIVATE KEY-----" not in key_pem:
@@ -110,19 +126,18 @@ def load_credential(cert_path: str | os.PathLike[str], key_path: str | os.PathLi
         raise StartupError(f"{key_path}: only RSA and ECDSA keys are supported")
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
         raise StartupError(f"{key_path}: an RSA key must have at least 2048 bits")
-    public = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    if key.public_key().public_bytes(der, public) != chain[0].public_key().public_bytes(der, public):
-        raise StartupError(f"{key_path}: the key does not match the certificate {cert_path}")
-    return Credential(chain, key, str(cert_path))
+    return key
 
 
-def generate_self_signed(names: tuple[str, ...], now: datetime.datetime | None = None) -> Credential:
+def generate_self_signed(
+    names: tuple[str, ...], now: datetime.datetime | None = None, key: PrivateKey | None = None
+) -> Credential:
     """
-    A new ECDSA P-256 key and a self-signed certificate for C{names}.
+    A self-signed certificate for C{names}, for C{key} or a new ECDSA P-256
+    key.
     """
     now = now or datetime.datetime.now(datetime.UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     certificate = (
         x509.CertificateBuilder()
@@ -143,7 +158,9 @@ def generate_self_signed(names: tuple[str, ...], now: datetime.datetime | None =
 def default_credential(state_dir: str | os.PathLike[str], names: tuple[str, ...]) -> Credential:
     """
     The self-signed credential kept under C{state_dir}: read if it is there,
-    generated and written (the key readable by its owner only) if not.
+    generated and written (the key readable by its owner only) if not.  A
+    key whose certificate is gone gets a new certificate, so that its SPKI
+    pin stays.
 
     @raise StartupError: if the directory or the files cannot be used.
     """
@@ -152,7 +169,8 @@ def default_credential(state_dir: str | os.PathLike[str], names: tuple[str, ...]
     key_path = directory / GENERATED_KEY
     if cert_path.exists() and key_path.exists():
         return load_credential(cert_path, key_path)
-    return keep_generated(directory, generate_self_signed(names))
+    key = load_private_key(key_path) if key_path.exists() else None
+    return keep_generated(directory, generate_self_signed(names, key=key))
 
 
 def keep_generated(state_dir: str | os.PathLike[str], credential: Credential) -> Credential:

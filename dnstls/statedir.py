@@ -77,8 +77,19 @@ def start(directory: Path, names: tuple[str, ...]) -> Credential:
     for line in access_warnings(directory):
         log.warn("{line}", line=line)
     key_path = directory / GENERATED_KEY
-    if key_path.exists() and (directory / GENERATED_CERT).exists():
+    cert_path = directory / GENERATED_CERT
+    if key_path.exists() and cert_path.exists():
         return default_credential(directory, names)
+    if key_path.exists():
+        credential = default_credential(directory, names)
+        log.warn(
+            "TLS certificate {path} is missing: made a new one for the key {key}, whose SPKI "
+            "pin {pin} stays",
+            path=cert_path,
+            key=key_path,
+            pin=credential.pin,
+        )
+        return credential
     before = _left_pin(directory)
     credential = default_credential(directory, names)
     if before is not None and before != credential.pin:
@@ -102,15 +113,16 @@ def start(directory: Path, names: tuple[str, ...]) -> Credential:
 def reload(directory: Path, names: tuple[str, ...], served: Credential | None) -> Credential:
     """
     The generated default at a reload, given the one C{served}: that one,
-    written back, when its files are gone; else what the files hold, with
-    a warning line when its pin is not the one served.
+    written back, when its key file is gone; else what the files hold (a
+    key without its certificate gets a new one), with a warning line when
+    its pin is not the one served.
 
     @raise StartupError: if the files there cannot be read.
     """
     cert_path = directory / GENERATED_CERT
     key_path = directory / GENERATED_KEY
-    if served is not None and not (cert_path.exists() and key_path.exists()):
-        missing = key_path if not key_path.exists() else cert_path
+    if served is not None and not key_path.exists():
+        missing = key_path
         try:
             kept = keep_generated(directory, served)
         except StartupError as e:
@@ -131,7 +143,16 @@ def reload(directory: Path, names: tuple[str, ...], served: Credential | None) -
             directory=directory,
         )
         return kept
+    made = key_path.exists() and not cert_path.exists()
     credential = default_credential(directory, names)
+    if made:
+        log.warn(
+            "reload: TLS certificate {path} is gone: made a new one for the key {key}, SPKI pin "
+            "{pin}",
+            path=cert_path,
+            key=key_path,
+            pin=credential.pin,
+        )
     if served is not None and credential.pin != served.pin:
         log.warn(
             "reload: TLS key {path} replaced: the SPKI pin changed from {old} to {new}: clients "

@@ -98,14 +98,54 @@ def test_key_missing_at_start_says_the_pin_changed(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize("lose", ["directory", "key", "certificate"])
-def test_reload_keeps_the_key_whose_files_are_gone(tmp_path: Path, lose: str) -> None:
-    """At a reload with the state directory, the key or the certificate deleted, the key served
-    goes on being served and is written back (0700, 0600), with one warning line."""
+def test_certificate_missing_at_start_keeps_the_key(tmp_path: Path) -> None:
+    """A key left without its certificate at start-up gets a new certificate: the SPKI pin stays,
+    and one warning line says so."""
+    state = tmp_path / "state"
+    old = statedir.start(state, NAMES)
+    (state / GENERATED_CERT).unlink()
+    new, lines = logged(lambda: statedir.start(state, NAMES))
+    assert new.pin == old.pin
+    assert lines == [
+        (
+            LogLevel.warn,
+            f"TLS certificate {state / GENERATED_CERT} is missing: made a new one for the key "
+            f"{state / GENERATED_KEY}, whose SPKI pin {old.pin} stays",
+        )
+    ]
+    assert (state / GENERATED_CERT).exists()
+
+
+def test_reload_with_the_certificate_gone_keeps_the_key_on_disk(tmp_path: Path) -> None:
+    """At a reload with only the certificate deleted, the key on disk gets a new certificate:
+    the pin stays when it is the key served, and an operator's new key there is not overwritten
+    (the pin change is a warning)."""
     state = tmp_path / "state"
     served = statedir.start(state, NAMES)
-    missing = {"directory": state / GENERATED_KEY, "key": state / GENERATED_KEY,
-               "certificate": state / GENERATED_CERT}[lose]
+    (state / GENERATED_CERT).unlink()
+    kept, lines = logged(lambda: statedir.reload(state, NAMES, served))
+    assert kept.pin == served.pin
+    assert [level for level, _ in lines] == [LogLevel.warn]
+    assert "is gone: made a new one for the key" in lines[0][1]
+    keep_generated(state, generate_self_signed(NAMES))
+    operators = statedir.start(state, NAMES)
+    (state / GENERATED_CERT).unlink()
+    new, lines = logged(lambda: statedir.reload(state, NAMES, served))
+    assert new.pin == operators.pin != served.pin
+    assert lines[-1] == (
+        LogLevel.warn,
+        f"reload: TLS key {state / GENERATED_KEY} replaced: the SPKI pin changed from {served.pin} "
+        f"to {new.pin}: clients pinning {served.pin} will fail",
+    )
+
+
+@pytest.mark.parametrize("lose", ["directory", "key"])
+def test_reload_keeps_the_key_whose_files_are_gone(tmp_path: Path, lose: str) -> None:
+    """At a reload with the state directory or the key deleted, the key served goes on being
+    served and is written back (0700, 0600), with one warning line."""
+    state = tmp_path / "state"
+    served = statedir.start(state, NAMES)
+    missing = state / GENERATED_KEY
     if lose == "directory":
         shutil.rmtree(state)
     else:
