@@ -23,10 +23,18 @@ import dns.rcode
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from dnstls.context import RESPONSE_PADDING, UDP_PAYLOAD, Answerer, QueryContext, Transport
+from dnstls.context import (
+    RESPONSE_PADDING,
+    STREAM_LIMIT,
+    UDP_PAYLOAD,
+    Answerer,
+    QueryContext,
+    Transport,
+)
 from dnstls.render import render
 from dnstls.testing.querylog import QueryLog
 from dnstls.transport.hooks import ServerHooks
+from dnstls.transport.upgrade import TO
 
 #: What C{rcodes} may map a name to.
 ACTIONS = ("SERVFAIL", "REFUSED", "drop")
@@ -281,11 +289,11 @@ class FaultInjector(ServerHooks):
                 and dns.edns.OptionType.PADDING in asked
                 else 0
             )
-            response.use_edns(
-                0, query.ednsflags & dns.flags.DO, UDP_PAYLOAD, options=options, pad=pad
-            )
+            # the reply that grants an upgrade says so, whatever its RCODE
+            flags = (query.ednsflags & dns.flags.DO) | (TO if context.upgrade else 0)
+            response.use_edns(0, flags, UDP_PAYLOAD, options=options, pad=pad)
         response.set_rcode(rcode)
-        return render(response, UDP_PAYLOAD)
+        return render(response, STREAM_LIMIT if context.transport.is_stream else UDP_PAYLOAD)
 
 
 def _parse(wire: bytes) -> dns.message.Message | None:

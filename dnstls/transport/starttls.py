@@ -259,7 +259,14 @@ class StartTLS:
         if connection._closing or (hooks is not None and hooks.abort_handshake()):
             connection._close()  # once the grant is flushed: CLOSE
             return
-        self._put_tls_under(connection)
+        try:
+            self._put_tls_under(connection)
+        except Exception:
+            # the grant went out in clear and nothing more may: close
+            self.log.failure("starting TLS for {peer}", peer=connection.peer)
+            self.fire(Event.GRANT_FAILED)
+            connection._close()
+            return
         self.fire(Event.GRANT_SENT)
         connection._decoder = FrameDecoder()
         connection._shape = None

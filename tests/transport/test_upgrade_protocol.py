@@ -21,6 +21,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
@@ -746,6 +747,44 @@ def test_fault_idle_timeout_survives_upgrade(handler: Handler, tls_policy: TLSPo
     clock.advance(3.1)
     client.pump()
     assert not client.open
+
+
+def test_forced_rcode_on_the_probe_still_says_to(handler: Handler, tls_policy: TLSPolicy) -> None:
+    """
+    A test fault that answers the probe SERVFAIL still sets TO in the reply that grants the
+    upgrade, so the client knows to start TLS, and the session then answers inside TLS.
+    """
+    clock = Clock()
+    hooks = FaultInjector(Faults(rcodes={"starttls.": "SERVFAIL"}), QueryLog(), clock)
+    client = Client(handler, tls_policy, UpgradePolicy.PROBE, clock, hooks)
+    client.send(probe())
+    [wire] = client.replies()
+    reply = parse(wire)
+    assert reply.rcode() == dns.rcode.SERVFAIL and reply.ednsflags & TO
+    finish_upgrade(client)
+
+
+def test_failure_to_start_tls_closes(handler: Handler, tls_policy: TLSPolicy, monkeypatch: Any) -> None:
+    """
+    A failure putting the TLS layer under a granted connection is logged and closes it; nothing
+    raises into the reactor, and nothing but the grant is sent in clear.
+    """
+    from dnstls.transport import starttls as module
+
+    def broken(self: Any, connection: Any) -> None:
+        raise RuntimeError("no TLS today")
+
+    monkeypatch.setattr(module.StartTLS, "_put_tls_under", broken)
+    client = connect(handler, tls_policy, UpgradePolicy.PROBE)
+    with capturedLogs() as events:
+        client.send(probe())
+        client.send(ordinary(ident=0x6663))
+        client.pump()
+    assert [txt(parse(wire)) for wire in client.replies()] == [[b"STARTTLS"]]
+    assert client.protocol.starttls is not None
+    assert client.protocol.starttls.state is State.CLOSING
+    assert client.end.lost or client.protocol.closed or client.protocol._closing
+    assert any("no TLS today" in str(event.get("log_failure")) for event in events)
 
 
 # The upgrade's states on a connection (dnstls.transport.starttls), and the
