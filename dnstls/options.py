@@ -26,7 +26,10 @@ from dnstls.transport.limits import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_PER_CLIENT,
+    DEFAULT_PREFIX_V4,
+    DEFAULT_PREFIX_V6,
     DEFAULT_TLS_IDLE_TIMEOUT,
+    PREFIX_SHARE,
 )
 from dnstls.transport.listen import Address, family_available, parse_address
 from dnstls.transport.upgrade import UpgradePolicy
@@ -44,6 +47,15 @@ def _positive(kind: type[int] | type[float], name: str) -> Any:
         if not math.isfinite(value) or value <= 0:
             raise usage.UsageError(f"--{name} must be a number above 0, not {text!r}")
         return value
+
+    return convert
+
+
+def _prefix_length(name: str, bits: int) -> Any:
+    def convert(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= bits:
+            raise usage.UsageError(f"--{name} takes a prefix length from 1 to {bits}, not {text!r}")
+        return int(text)
 
     return convert
 
@@ -87,7 +99,10 @@ PARAMETERS: list[list[Any]] = [
         "max-connections",
         None,
         None,
-        "Most TCP and TLS connections open at once [default: half the open-file limit].",
+        "Most TCP and TLS connections open at once [default: half the open-file limit]. From half "
+        "of them on idle timeouts are a tenth (at least 1 s) and keepalive says so; from nine "
+        "tenths keepalive says 0 and a connection told so is closed 0.5 s after its last answer; "
+        "when all are open the connection idle longest (one told 0 first) is closed for a new one.",
         _positive(int, "max-connections"),
     ],
     [
@@ -96,6 +111,29 @@ PARAMETERS: list[list[Any]] = [
         DEFAULT_MAX_PER_CLIENT,
         "Most TCP and TLS connections one client address may hold at once.",
         _positive(int, "max-connections-per-client"),
+    ],
+    [
+        "max-connections-per-prefix",
+        None,
+        None,
+        "Most TCP and TLS connections the addresses of one client prefix (see --client-prefix-v4 "
+        "and --client-prefix-v6) may hold at once, counted as well as per address "
+        f"[default: {PREFIX_SHARE} times --max-connections-per-client].",
+        _positive(int, "max-connections-per-prefix"),
+    ],
+    [
+        "client-prefix-v4",
+        None,
+        DEFAULT_PREFIX_V4,
+        "The length of the IPv4 prefix --max-connections-per-prefix counts by.",
+        _prefix_length("client-prefix-v4", 32),
+    ],
+    [
+        "client-prefix-v6",
+        None,
+        DEFAULT_PREFIX_V6,
+        "The length of the IPv6 prefix --max-connections-per-prefix counts by.",
+        _prefix_length("client-prefix-v6", 128),
     ],
     [
         "starttls",

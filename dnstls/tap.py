@@ -151,6 +151,9 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
     limits = ConnectionLimits(
         total=options["max-connections"] or default_max_connections(),
         per_client=options["max-connections-per-client"],
+        per_prefix=options["max-connections-per-prefix"],
+        prefix_v4=options["client-prefix-v4"],
+        prefix_v6=options["client-prefix-v6"],
     )
     listening = ListeningService(reactor)
     starttls: UpgradePolicy = options["starttls"]

@@ -113,6 +113,21 @@ def test_repeatable_listen_and_zone() -> None:
     assert options["max-connections"] == 7
 
 
+def test_prefix_cap_options() -> None:
+    """
+    --max-connections-per-prefix defaults to none given (4 times the per-address cap), the prefix
+    lengths to /24 and /56.
+    """
+    options = parse("--listen", "127.0.0.1:0")
+    assert options["max-connections-per-prefix"] is None
+    assert (options["client-prefix-v4"], options["client-prefix-v6"]) == (24, 56)
+    options = parse(
+        "--max-connections-per-prefix", "50", "--client-prefix-v4", "20", "--client-prefix-v6", "64"
+    )
+    assert options["max-connections-per-prefix"] == 50
+    assert (options["client-prefix-v4"], options["client-prefix-v6"]) == (20, 64)
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -128,6 +143,10 @@ def test_repeatable_listen_and_zone() -> None:
         (["--tcp-idle-timeout", "inf"], ["--tcp-idle-timeout", "inf"]),
         (["--max-connections", "-3"], ["--max-connections", "above 0"]),
         (["--max-connections", "1.5"], ["--max-connections", "1.5"]),
+        (["--max-connections-per-prefix", "0"], ["--max-connections-per-prefix", "above 0"]),
+        (["--client-prefix-v4", "33"], ["--client-prefix-v4", "1 to 32", "33"]),
+        (["--client-prefix-v6", "0"], ["--client-prefix-v6", "1 to 128", "0"]),
+        (["--client-prefix-v6", "/56"], ["--client-prefix-v6", "/56"]),
         (["--upstream-timeout", "0"], ["--upstream-timeout", "above 0"]),
         (["--upstream-timeout", "soon"], ["--upstream-timeout", "soon"]),
         (

@@ -6,8 +6,9 @@ framed replies, and closing (gracefully, then by force when the peer does
 not let go).  L{dnstls.transport.stream.DNSStreamProtocol} adds the DNS.
 
 Idle means no complete message and no answer owed for C{idle_timeout}
-seconds; partial data does not count.  Nothing is written after the peer
-has gone.
+seconds (less while the connection table is under pressure, see
+L{dnstls.transport.limits}); partial data does not count.  Nothing is
+written after the peer has gone.
 """
 
 from __future__ import annotations
@@ -87,14 +88,57 @@ class StreamConnection(Protocol):
     def keepalive(self, idle_timeout: float | None = None) -> int:
         """
         The edns-tcp-keepalive value to send now, in units of 100 ms: this
-        connection's idle timeout (or C{idle_timeout}), or 0 when the server
-        is near its cap.
+        connection's idle timeout (or C{idle_timeout}) as the table's
+        pressure shortens it, or 0 when the server is near its cap; the
+        limits learn what it was told.
         """
         hooks = self.factory.hooks
-        if self.factory.limits.busy or (hooks is not None and hooks.keepalive_zero()):
-            return 0
-        timeout = self.idle_timeout if idle_timeout is None else idle_timeout
-        return min(0xFFFF, int(timeout * 10))
+        limits = self.factory.limits
+        if limits.busy or (hooks is not None and hooks.keepalive_zero()):
+            value = 0
+        else:
+            timeout = limits.idle_timeout(self.idle_timeout if idle_timeout is None else idle_timeout)
+            value = min(0xFFFF, int(timeout * 10))
+        limits.told(self, value)
+        return value
+
+    def _timeout_now(self) -> float:
+        """
+        This connection's idle timeout now: shorter while the table is
+        under pressure (L{dnstls.transport.limits}).
+        """
+        limits = self.factory.limits
+        return limits.idle_timeout(self.idle_timeout, limits.is_told_zero(self))
+
+    @property
+    def evictable(self) -> bool:
+        """
+        Whether the connection may be closed to make room: it owes no
+        answer, or it is closing already.
+        """
+        return not self.closed and (self._owed == 0 or self._closing)
+
+    def evict(self) -> None:
+        """
+        Close to make room for a new connection: gracefully, or at once if
+        it was closing already.
+        """
+        self.log.debug("closing stream from {peer} to make room", peer=self.peer)
+        if self._closing:
+            self._force_close()
+        else:
+            self._close()
+
+    def pressed(self) -> None:
+        """
+        The table is fuller: an idle clock due later than this connection's
+        idle timeout now is brought forward to it.
+        """
+        idle = self._idle
+        if idle is not None and idle.active():
+            timeout = self._timeout_now()
+            if idle.getTime() - self.factory.clock.seconds() > timeout:
+                idle.reset(timeout)
 
     def _send(self, reply: bytes) -> None:
         """
@@ -164,13 +208,15 @@ class StreamConnection(Protocol):
         (Re)start the idle clock, which runs only while no answer is owed.
         """
         idle = self._idle
+        self.factory.limits.active(self)
         if self._owed == 0 and not self.closed and not self._closing:
+            timeout = self._timeout_now()
             # moving a pending call later costs a subtraction; a new one a
             # heap insertion and the old one's removal
             if idle is not None and idle.active():
-                idle.reset(self.idle_timeout)
+                idle.reset(timeout)
             else:
-                self._idle = self.factory.clock.callLater(self.idle_timeout, self._expire)
+                self._idle = self.factory.clock.callLater(timeout, self._expire)
         elif idle is not None:
             if idle.active():
                 idle.cancel()
@@ -185,7 +231,7 @@ class StreamConnection(Protocol):
     def _close(self) -> None:
         """
         Close gracefully (flushing what is written, and a TLS close_notify),
-        and abort if the peer has not let go C{idle_timeout} seconds later:
+        and abort if the peer has not let go one idle timeout later:
         a peer that never reads would otherwise hold the connection forever.
         """
         if self._idle is not None and self._idle.active():
@@ -194,7 +240,7 @@ class StreamConnection(Protocol):
         if self.transport is None or self.closed or self._closing:
             return
         self._closing = True
-        self._abort = self.factory.clock.callLater(self.idle_timeout, self._force_close)
+        self._abort = self.factory.clock.callLater(self._timeout_now(), self._force_close)
         self.transport.loseConnection()
 
     def _force_close(self) -> None:

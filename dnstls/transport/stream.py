@@ -313,7 +313,8 @@ class DNSStreamFactory(Factory):
     def buildProtocol(self, addr: IAddress) -> DNSStreamProtocol | None:  # type: ignore[override]
         """
         A protocol for a new connection, or C{None} (which closes it at once)
-        when a cap is reached.
+        when a cap is reached; with the table full the connection idle
+        longest is closed to make room instead (L{ConnectionLimits.refusal}).
         """
         host = getattr(addr, "host", "")
         port = getattr(addr, "port", 0)

@@ -551,14 +551,18 @@ def capped(pki: PKI) -> Iterator[DnstlsProcess]:
 
 
 def test_keepalive_zero_near_cap(capped: DnstlsProcess, pki: PKI) -> None:
-    """Near the connection cap (3 of 3 open) keepalive says 0; with room (2 of 3) it says 300."""
+    """
+    Keepalive says 300 with 1 of 3 connections open, a tenth of it (30) past half the table (2 of
+    3), and 0 near the cap (3 of 3).
+    """
     address = capped.address("tls")
     asked = [dns.edns.GenericOption(KEEPALIVE, b"")]
     with tls_connect(address, context(pki)) as held:
-        ask_stream(held, query(qid=1))
+        reply, _ = ask_stream(held, query(qid=1, options=asked))
+        assert keepalive_value(reply) == 300
         with tls_connect(address, context(pki)) as sock:
             reply, _ = ask_stream(sock, query(qid=2, options=asked))
-            assert keepalive_value(reply) == 300
+            assert keepalive_value(reply) == 30
             with tls_connect(address, context(pki)) as third:
                 reply, _ = ask_stream(third, query(qid=3, options=asked))
                 assert keepalive_value(reply) == 0

@@ -415,15 +415,37 @@ def test_nodelay_error_ignored(handler: Handler) -> None:
 
 
 def test_connection_cap(handler: Handler) -> None:
-    """At the cap buildProtocol returns None; a slot frees when a connection closes."""
-    factory = DNSStreamFactory(handler, Clock(), limits=ConnectionLimits(total=2))
-    _, first = connect(factory)
-    connect(factory)
+    """
+    At the cap, with every connection owing an answer, buildProtocol returns None; a slot frees when
+    one closes.
+    """
+    stub = StubHandler(handler)
+    factory = DNSStreamFactory(stub, Clock(), limits=ConnectionLimits(total=2))  # type: ignore[arg-type]
+    first_protocol, first = connect(factory)
+    second_protocol, _ = connect(factory)
+    first_protocol.dataReceived(frame(query(qid=1).to_wire()))
+    second_protocol.dataReceived(frame(query(qid=2).to_wire()))
     assert factory.buildProtocol(PEER) is None
     assert factory.buildProtocol(PEER) is None
     first.loseConnection()
     assert len(factory.connections) == 1
     protocol, transport = connect(factory)
+    stub.mode = "now"
+    protocol.dataReceived(frame(query(qid=8).to_wire()))
+    assert [r.id for r in replies(transport.value())] == [8]
+
+
+def test_full_table_closes_idle_longest(handler: Handler) -> None:
+    """At the cap a new connection is let in and served, and the one idle longest is closed to make room."""
+    clock = Clock()
+    factory = DNSStreamFactory(handler, clock, idle_timeout=100, limits=ConnectionLimits(total=2))
+    older, older_transport = connect(factory)
+    clock.advance(1)
+    newer, newer_transport = connect(factory)
+    clock.advance(1)
+    protocol, transport = connect(factory)
+    assert older_transport.disconnecting and not newer_transport.disconnecting
+    assert factory.connections == {newer, protocol}
     protocol.dataReceived(frame(query(qid=8).to_wire()))
     assert [r.id for r in replies(transport.value())] == [8]
 
