@@ -22,6 +22,8 @@ from dnstls.acl import parse_network
 from dnstls.resolver.cache import DEFAULT_MAX_TTL, DEFAULT_SIZE
 from dnstls.resolver.forward import DEFAULT_TIMEOUT, parse_upstream
 from dnstls.resolver.tlsupstream import TLSUpstream, parse_pin, parse_tls_upstream
+from dnstls.transport.backlog import DEFAULT_MAX_UNSENT, DEFAULT_MAX_UNSENT_TOTAL
+from dnstls.transport.connection import DEFAULT_IO_TIMEOUT
 from dnstls.transport.limits import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
@@ -94,6 +96,30 @@ PARAMETERS: list[list[Any]] = [
         DEFAULT_IDLE_TIMEOUT,
         "Close a TCP connection after this many seconds without a complete query.",
         _positive(float, "tcp-idle-timeout"),
+    ],
+    [
+        "tcp-io-timeout",
+        None,
+        DEFAULT_IO_TIMEOUT,
+        "Close a TCP connection or TLS session when a message's rest has not come this many "
+        "seconds after its first octet.",
+        _positive(float, "tcp-io-timeout"),
+    ],
+    [
+        "max-unsent-per-connection",
+        None,
+        DEFAULT_MAX_UNSENT,
+        "Stop reading a TCP or TLS connection holding more than this many octets of replies its "
+        "client has not read, until it reads them; abort it if it has not after its idle timeout.",
+        _positive(int, "max-unsent-per-connection"),
+    ],
+    [
+        "max-unsent-total",
+        None,
+        DEFAULT_MAX_UNSENT_TOTAL,
+        "Past this many octets of unread replies on all connections together, stop reading "
+        "those holding more than an even share.",
+        _positive(int, "max-unsent-total"),
     ],
     [
         "max-connections",

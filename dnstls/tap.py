@@ -38,6 +38,7 @@ from dnstls.server import CredentialSources, ServerService, default_state_dir
 from dnstls.testing.control import ControlFactory
 from dnstls.testing.faults import FaultInjector, Faults
 from dnstls.testing.querylog import QueryLog
+from dnstls.transport.backlog import Backlog
 from dnstls.transport.fastpath import FastAnswerer
 from dnstls.transport.handdown import InheritedSockets, die_with_parent
 from dnstls.transport.limits import ConnectionLimits
@@ -155,6 +156,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
         prefix_v4=options["client-prefix-v4"],
         prefix_v6=options["client-prefix-v6"],
     )
+    backlog = Backlog(options["max-unsent-per-connection"], options["max-unsent-total"])
     listening = ListeningService(reactor)
     starttls: UpgradePolicy = options["starttls"]
     policy = None
@@ -213,6 +215,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> ServerService | 
             handshake_timeout=options["tls-handshake-timeout"],
             upgrade=upgrade,
             hooks=hooks,
+            io_timeout=options["tcp-io-timeout"],
+            backlog=backlog,
         )
 
     tcp_factory = streams(Transport.TCP, options["tcp-idle-timeout"], upgrade)

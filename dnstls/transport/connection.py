@@ -7,33 +7,58 @@ not let go).  L{dnstls.transport.stream.DNSStreamProtocol} adds the DNS.
 
 Idle means no complete message and no answer owed for C{idle_timeout}
 seconds (less while the connection table is under pressure, see
-L{dnstls.transport.limits}); partial data does not count.  Nothing is
+L{dnstls.transport.limits}); partial data does not count.  Once a
+message's first octet has come, the rest must come within C{io_timeout}
+seconds (Knot DNS's C{tcp-io-timeout}), else the connection is closed: a
+sender that trickles does not hold it for the idle timeout.  Nothing is
 written after the peer has gone.
+
+Once more replies than its bound wait unsent (L{dnstls.transport.backlog}),
+the connection stops reading: it becomes the streaming producer of its
+transport (the TCP one, or the TLS layer over it), paused, which Twisted
+resumes once the client has taken every reply queued.  The queries not
+yet answered wait, those read in the connection and the rest in the
+kernel, and are answered then, in order.  A connection whose replies stay
+over the bound for its idle timeout is aborted: its client reads nothing.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from dnstls.context import Transport
-from dnstls.transport.directsend import nothing_queued, write_now
+from dnstls.transport.directsend import nothing_queued, pause_as_full, queued, tcp_under, write_now
 from dnstls.transport.framing import frame
 
 if TYPE_CHECKING:
+    from twisted.internet.tcp import Connection
+
     from dnstls.transport.stream import DNSStreamFactory
 
+#: Once a message's first octet has come, the rest must within this many
+#: seconds.  Knot DNS's C{tcp-io-timeout} is 500 ms; twice that still cuts
+#: a trickling sender off ten times sooner than the idle timeout, and lets
+#: the segment with the rest of a split message be lost once and sent
+#: again (Linux's retransmission timeout is at least 200 ms, doubling).
+DEFAULT_IO_TIMEOUT = 1.0
 
+
+@implementer(IPushProducer)
 class StreamConnection(Protocol):
     """
     The clocks, writes and close of a DNS stream connection.
 
     @ivar kind: TCP, or TLS (also once a TCP/53 connection is upgraded).
     @ivar idle_timeout: this connection's idle timeout, in seconds.
+    @ivar io_timeout: how long the rest of a message may take once its
+        first octet has come, in seconds.
+    @ivar paused: whether reading is paused, replies waiting unsent.
     @ivar closed: whether the connection is gone.
     """
 
@@ -47,6 +72,13 @@ class StreamConnection(Protocol):
         self._idle: IDelayedCall | None = None
         self._abort: IDelayedCall | None = None
         self._handshake: IDelayedCall | None = None
+        #: the I/O clock of the message under way
+        self._io: IDelayedCall | None = None
+        #: the TCP connection whose buffer holds the unsent replies
+        self._tcp: Connection | None = None
+        self._producing = False
+        self.paused = False
+        self.io_timeout = factory.io_timeout
         self.kind = factory.transport_kind
         hooks = factory.hooks
         override = hooks.idle_timeout() if hooks is not None else None
@@ -69,6 +101,7 @@ class StreamConnection(Protocol):
             except OSError:
                 pass
         self.factory.opened(self)
+        self._tcp = tcp_under(self.transport)
         if self.kind is Transport.TLS:
             self._start_handshake_clock()
         self._start_idle()
@@ -84,6 +117,114 @@ class StreamConnection(Protocol):
         abort = getattr(self.transport, "abortConnection", None)
         if abort is not None and not self.closed:
             abort()
+
+    def _unproduce(self) -> None:
+        """
+        Be the transport's producer no more (a TLS layer sends its
+        close_notify, and a TCP transport closes, only without one).
+        """
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()  # type: ignore[union-attr]
+
+    def unsent(self) -> int:
+        """
+        The octets of replies written and not yet taken by the network.
+        """
+        tcp = self._tcp
+        held = queued(tcp) if tcp is not None else 0
+        if self.kind is Transport.TLS:
+            held += sum(len(b) for b in getattr(self.transport, "_appSendBuffer", ()))
+        return held
+
+    def hold(self) -> None:
+        """
+        Stop reading until everything queued is taken by the network: as
+        the transport's streaming producer, paused as Twisted pauses one
+        whose consumer's buffer is full, and so resumed once it is empty.
+        """
+        tcp = self._tcp
+        if tcp is None or self.paused or self.closed or self._closing:
+            return
+        if not self._producing:
+            # not before: Twisted would pause it at its own buffer size
+            self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+            self._producing = True
+        pause_as_full(tcp)
+
+    def pauseProducing(self) -> None:
+        """
+        Stop reading: the replies waiting unsent passed the bound.  The I/O
+        clock stops (the rest of a message may be waiting, unread), and
+        the idle clock becomes the time the client has to read them.
+        """
+        if self.paused or self.closed:
+            return
+        self.paused = True
+        pause = getattr(self.transport, "pauseProducing", None)
+        if pause is not None:
+            pause()
+        self._track_message(0)
+        self._start_idle()
+
+    def resumeProducing(self) -> None:
+        """
+        Answer the queries waiting, and read again unless they passed the
+        bound once more: the client took every reply queued.
+        """
+        if not self.paused:
+            return
+        self.paused = False
+        self._unproduce()
+        self.factory.backlog.drained(self)
+        if self.closed or self._closing:
+            return
+        self._answer_waiting()
+        if self.paused or self.closed or self._closing:
+            return
+        resume = getattr(self.transport, "resumeProducing", None)
+        if resume is not None:
+            resume()
+        self._track_message(self._unfinished(), True)
+        self._start_idle()
+
+    def stopProducing(self) -> None:
+        """
+        The transport is gone; L{connectionLost} follows.
+        """
+
+    def _answer_waiting(self) -> None:
+        """
+        Answer the queries read and left waiting when reading paused.
+        """
+
+    def _unfinished(self) -> int:
+        """
+        The octets of a message under way, received and not yet whole.
+        """
+        return 0
+
+    def _track_message(self, pending: int, new: bool = False) -> None:
+        """
+        Run the I/O clock while a message is under way: C{pending} octets
+        of it have come; C{new} when it began in the read just handled (a
+        message before it ended there), so that its clock starts again.
+        """
+        io = self._io
+        if pending and not self.paused and not self.closed and not self._closing:
+            if io is None:
+                self._io = self.factory.clock.callLater(self.io_timeout, self._io_expired)
+            elif new:
+                io.reset(self.io_timeout)
+        elif io is not None:
+            if io.active():
+                io.cancel()
+            self._io = None
+
+    def _io_expired(self) -> None:
+        self._io = None
+        self.log.debug("closing stream from {peer}: a message took too long", peer=self.peer)
+        self._close()
 
     def keepalive(self, idle_timeout: float | None = None) -> int:
         """
@@ -194,6 +335,14 @@ class StreamConnection(Protocol):
             write_now(transport, self._socket, data)
         else:
             transport.write(data)
+        tcp = self._tcp
+        if tcp is not None:
+            held = queued(tcp)
+            if held:
+                backlog = self.factory.backlog
+                backlog.wrote(self, held)
+                if held > backlog.per_connection:
+                    self.hold()
 
     def _paid(self) -> None:
         """
@@ -224,9 +373,18 @@ class StreamConnection(Protocol):
 
     def _expire(self) -> None:
         self._idle = None
-        if self._owed == 0:
-            self.log.debug("closing idle stream from {peer}", peer=self.peer)
-            self._close()
+        if self._owed:
+            return
+        if self.paused:
+            # a graceful close would wait for the replies to be read
+            self.log.debug(
+                "aborting stream from {peer}: {unsent} octets of replies unread",
+                peer=self.peer, unsent=self.unsent(),
+            )
+            self._force_close()
+            return
+        self.log.debug("closing idle stream from {peer}", peer=self.peer)
+        self._close()
 
     def _close(self) -> None:
         """
@@ -240,6 +398,8 @@ class StreamConnection(Protocol):
         if self.transport is None or self.closed or self._closing:
             return
         self._closing = True
+        self._track_message(0)
+        self._unproduce()
         self._abort = self.factory.clock.callLater(self._timeout_now(), self._force_close)
         self.transport.loseConnection()
 
@@ -257,8 +417,10 @@ class StreamConnection(Protocol):
         if self.closed:
             return
         self.closed = True
-        for call in (self._idle, self._abort, self._handshake):
+        for call in (self._idle, self._abort, self._handshake, self._io):
             if call is not None and call.active():
                 call.cancel()
-        self._idle = self._abort = self._handshake = None
+        self._idle = self._abort = self._handshake = self._io = None
+        self._producing = False
+        self.factory.backlog.drained(self)
         self.factory.closed(self)

@@ -3,6 +3,9 @@
 Writes that go straight to a TCP socket when nothing is queued before
 them: a write through Twisted's buffer costs two epoll changes and a turn
 of the reactor loop, which for a DNS answer is more than the answer.
+What such a connection holds unsent is read from the same buffers
+(L{queued}), and a connection made to stop reading as Twisted does when
+they are full (L{pause_as_full}).
 """
 
 from __future__ import annotations
@@ -53,3 +56,34 @@ def write_now(transport: Any, sock: Any, data: bytes) -> None:
             return
         data = data[sent:]
     transport.write(data)
+
+
+def tcp_under(transport: object) -> Connection | None:
+    """
+    The Twisted TCP connection C{transport} is, or the one under it when it
+    is a TLS layer; C{None} for any other transport.
+    """
+    if isinstance(transport, Connection):
+        return transport
+    inner = getattr(transport, "transport", None)
+    return inner if isinstance(inner, Connection) else None
+
+
+def queued(connection: Connection) -> int:
+    """
+    The octets written to C{connection} that its socket has not taken yet.
+    """
+    return len(connection.dataBuffer) - connection.offset + connection._tempDataLen
+
+
+def pause_as_full(connection: Connection) -> None:
+    """
+    Pause the streaming producer of C{connection} as Twisted does when its
+    buffer passes C{bufferSize}, so that it is resumed, as then, once the
+    buffer is empty; nothing is done for a connection without one, or
+    with one paused.
+    """
+    producer = connection.producer
+    if producer is not None and connection.streamingProducer and not connection.producerPaused:
+        connection.producerPaused = True
+        producer.pauseProducing()  # type: ignore[attr-defined]

@@ -210,6 +210,7 @@ class StartTLS:
         """
         connection = self.connection
         connection._decoder.clear()
+        connection._track_message(0)
         context = connection._context(upgrade=True)
         try:
             reply = connection._handle(message, context)
@@ -259,6 +260,8 @@ class StartTLS:
         if connection._closing or (hooks is not None and hooks.abort_handshake()):
             connection._close()  # once the grant is flushed: CLOSE
             return
+        # no producer of the TCP transport, which the TLS layer's becomes
+        connection.resumeProducing()
         try:
             self._put_tls_under(connection)
         except Exception:

@@ -34,7 +34,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dnstls.context import Answerer, QueryContext, Transport
-from dnstls.transport.connection import StreamConnection
+from dnstls.transport.backlog import Backlog
+from dnstls.transport.connection import DEFAULT_IO_TIMEOUT, StreamConnection
 from dnstls.transport.fastpath import FastAnswerer, Shape
 from dnstls.transport.framing import FrameDecoder, FramingError
 from dnstls.transport.hooks import ServerHooks
@@ -62,6 +63,8 @@ class DNSStreamProtocol(StreamConnection):
         self._shape: Shape | None = None
         self._upgraded = False
         self._tls: TLSInfo | None = None
+        #: the queries read and not yet answered when reading paused
+        self._waiting: list[bytes] | None = None
         upgrade, layers = factory.upgrade, factory.upgrade_layers
         #: the upgrade of a TCP/53 connection, when its listener may upgrade
         self.starttls = (
@@ -124,6 +127,11 @@ class DNSStreamProtocol(StreamConnection):
             broken: FramingError | None = None
         except FramingError as e:
             messages, broken = e.messages, e
+        self._track_message(self._decoder.pending, bool(messages))
+        if self._waiting is not None:
+            # the queries left waiting are answered first
+            self._waiting += messages
+            messages = []
         if messages and not self.closed:
             if self.factory.hooks is None and (starttls is None or not starttls.gated):
                 self._answer_all(messages)
@@ -133,6 +141,12 @@ class DNSStreamProtocol(StreamConnection):
             self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
             self._close()
 
+    def _unfinished(self) -> int:
+        """
+        The octets of a message under way, received and not yet whole.
+        """
+        return self._decoder.pending
+
     def _answer_all(self, messages: list[bytes]) -> None:
         """
         Answer C{messages}, with the replies ready at once written together
@@ -141,6 +155,8 @@ class DNSStreamProtocol(StreamConnection):
         """
         replies: list[bytes] = []
         fast = self.factory.fast
+        shape: Shape | None = None
+        cached = None
         if fast is not None:
             keepalive = self.keepalive()
             shape = self._shape
@@ -149,20 +165,36 @@ class DNSStreamProtocol(StreamConnection):
                     self.kind, self.peer[0], keepalive, True, self._upgraded
                 )
             cached = fast.cached
-            for message in messages:
-                reply = cached(message, shape)
-                if reply is None:
-                    reply = self._reply(message, shape)
-                if reply is not None:
-                    replies.append(reply)
-        else:
-            for message in messages:
-                reply = self._reply(message)
-                if reply is not None:
-                    replies.append(reply)
+        bound = self.factory.backlog.per_connection
+        size = 0
+        for index, message in enumerate(messages):
+            reply = cached(message, shape) if cached is not None and shape is not None else None
+            if reply is None:
+                reply = self._reply(message, shape)
+            if reply is not None:
+                replies.append(reply)
+                size += len(reply)
+                if size > bound:
+                    # a read's worth of queries may have answers many
+                    # times the bound: written a bound at a time, and the
+                    # rest left for later once reading pauses
+                    self._send_all(replies)
+                    replies, size = [], 0
+                    if self.paused:
+                        self._waiting = messages[index + 1 :]
+                        break
         if replies:
             self._send_all(replies)
         self._start_idle()
+
+    def _answer_waiting(self) -> None:
+        """
+        Answer the queries read and left waiting when reading paused.
+        """
+        waiting = self._waiting
+        if waiting is not None:
+            self._waiting = None
+            self._answer_all(waiting)
 
     def _answer_each(self, messages: list[bytes]) -> bool:
         """
@@ -258,7 +290,8 @@ class DNSStreamProtocol(StreamConnection):
 
 class DNSStreamFactory(Factory):
     """
-    Builds L{DNSStreamProtocol}s within the L{ConnectionLimits}.
+    Builds L{DNSStreamProtocol}s within the L{ConnectionLimits}, their
+    unsent replies within the L{Backlog}.
     """
 
     log = Logger()
@@ -274,6 +307,8 @@ class DNSStreamFactory(Factory):
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         upgrade: Upgrade | None = None,
         hooks: ServerHooks | None = None,
+        io_timeout: float = DEFAULT_IO_TIMEOUT,
+        backlog: Backlog | None = None,
     ) -> None:
         self.handler = handler
         #: the handler's cache, asked first when there are no hooks
@@ -283,6 +318,8 @@ class DNSStreamFactory(Factory):
         self.idle_timeout = idle_timeout
         self.limits = limits if limits is not None else ConnectionLimits()
         self.handshake_timeout = handshake_timeout
+        self.io_timeout = io_timeout
+        self.backlog = backlog if backlog is not None else Backlog()
         self.upgrade = upgrade
         #: builds the TLS layers of upgraded connections
         self.upgrade_layers: TLSServerFactory | None = (

@@ -278,12 +278,19 @@ class DoTServerProtocol(TLSMemoryBIOProtocol):
                 )
                 done += tlsio.write(connection, chunk)
         except SSL.WantReadError:
-            self._bufferedWrite(octets[done:])  # type: ignore[no-untyped-call]
+            self._bufferedWrite(octets[done:])
         except SSL.Error:
             self._flushSendBIO()
             self._tlsShutdownFinished(Failure())  # type: ignore[no-untyped-call]
             return
         self._flushSendBIO()
+
+    def _bufferedWrite(self, octets: bytes) -> None:
+        # Twisted's, without pausing the producer: the DNS protocol above
+        # stops reading when paused, and this buffer is written out only
+        # once the client's next record is read.  What it holds counts as
+        # unsent (StreamConnection.unsent).
+        self._appSendBuffer.append(octets)
 
     def _flushSendBIO(self) -> None:
         octets = tlsio.drain(self._tlsConnection)

@@ -256,9 +256,9 @@ def test_complete_message_resets_idle(handler: Handler) -> None:
 
 
 def test_partial_message_does_not_reset_idle(handler: Handler) -> None:
-    """Bytes trickled in without completing a message do not keep the connection open."""
+    """Bytes trickled in without completing a message do not keep the connection open (I/O timeout aside)."""
     clock = Clock()
-    protocol, transport = connect(DNSStreamFactory(handler, clock))
+    protocol, transport = connect(DNSStreamFactory(handler, clock, io_timeout=60))
     stream = frame(query().to_wire())
     for i in range(10):
         protocol.dataReceived(stream[i : i + 1])

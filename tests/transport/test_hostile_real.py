@@ -1,0 +1,244 @@
+"""
+Hostile stream clients on real loopback sockets (issue 19): clients that
+pipeline queries and never read the answers, on TCP and inside TLS, must
+not grow the server's memory and are cut off; a client that reads slowly
+loses nothing; a client that starts a message and never finishes it is
+closed after the I/O timeout, not the idle timeout.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import pytest
+
+from dnstls.transport.framing import frame
+from tests.certs import make_ca, make_leaf
+from tests.support import ZONES, DnstlsProcess, recv_exact
+from tests.transport.test_tcp_real import closed_within
+
+#: Every socket operation gives up after this many seconds.
+TIMEOUT = 5.0
+NAME = "dns.example.test"
+#: The idle timeout the servers here run with, in seconds.
+IDLE = 2.0
+#: How much the server's resident memory may grow under a client that
+#: never reads, in kB (its answers, unbounded, would be some 50 MB).
+RSS_SLACK_KB = 24 * 1024
+#: TCP_INFO's state of a socket the peer reset (CLOSE) or closed (CLOSE_WAIT).
+_GONE = (7, 8)
+
+
+@pytest.fixture(scope="module")
+def leaf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The test CA's file, and a leaf certificate and key for dns.example.test."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca = make_ca(directory)
+    made = make_leaf(ca, directory, (NAME,))
+    return ca.path, made.cert, made.key_path
+
+
+@pytest.fixture(scope="module")
+def server(leaf: tuple[Path, Path, Path]) -> Iterator[DnstlsProcess]:
+    """A dnstls on TCP and TLS whose idle timeouts are two seconds."""
+    _, cert, key = leaf
+    process = DnstlsProcess(
+        [
+            "--zones", str(ZONES), "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+            "--tls-cert", str(cert), "--tls-key", str(key),
+            "--tcp-idle-timeout", str(IDLE), "--tls-idle-timeout", str(IDLE),
+        ]
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def rss_kb(pid: int) -> int:
+    """The resident memory of process C{pid}, in kB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise LookupError("no VmRSS")
+
+
+def big_query(qid: int) -> bytes:
+    """A framed query whose answer is about 1900 octets."""
+    query = dns.message.make_query("big.corner.test.", "TXT")
+    query.id = qid
+    return frame(query.to_wire())
+
+
+def small_receiver(address: tuple[str, int]) -> socket.socket:
+    """A TCP socket to C{address} with a 4 kB receive buffer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT)
+    sock.connect(address)
+    return sock
+
+
+def gone(sock: socket.socket) -> bool:
+    """Whether the peer of C{sock} has reset or closed it (read from TCP_INFO, reading nothing)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] in _GONE
+
+
+def flood(send: object, count: int, seconds: float) -> int:
+    """
+    Send C{count} big queries in batches of 100 through C{send} (a
+    socket's or an SSL socket's C{send}, with a short timeout) for at most
+    C{seconds}; the number of queries sent.
+    """
+    batch = b"".join(big_query(n % 65536) for n in range(100))
+    sent = 0
+    deadline = time.monotonic() + seconds
+    while sent < count and time.monotonic() < deadline:
+        try:
+            n = send(batch)  # type: ignore[operator]
+        except (TimeoutError, ssl.SSLWantWriteError, BlockingIOError):
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        if n < len(batch):
+            # the rest of a batch is never sent: the stream is broken from here
+            break
+        sent += 100
+    return sent
+
+
+def never_reader(server: DnstlsProcess, sock: socket.socket, send: object) -> tuple[int, int, float | None]:
+    """
+    Pipeline big queries on C{sock} and never read: the queries sent, the
+    server's peak RSS growth in kB until it let go of C{sock}, and the
+    seconds until then after the flood (C{None}: it kept it 15 s).
+    """
+    before = rss_kb(server.ready.pid)
+    sent = flood(send, 30000, 6.0)
+    peak = rss_kb(server.ready.pid)
+    start = time.monotonic()
+    cut: float | None = None
+    while cut is None and time.monotonic() - start < 15:
+        time.sleep(0.1)
+        peak = max(peak, rss_kb(server.ready.pid))
+        if gone(sock):
+            cut = time.monotonic() - start
+    return sent, peak - before, cut
+
+
+def test_tcp_never_reader_bounded_and_cut_off(server: DnstlsProcess) -> None:
+    """A TCP client pipelining queries and reading nothing keeps the server's memory flat; it is cut off."""
+    with small_receiver(server.address("tcp")) as sock:
+        sock.settimeout(0.2)
+        sent, grown, cut = never_reader(server, sock, sock.send)
+    assert sent >= 1000
+    assert grown < RSS_SLACK_KB, f"RSS grew {grown} kB for {sent} queries"
+    assert cut is not None and cut <= IDLE + 1.5
+
+
+def test_tls_never_reader_bounded_and_cut_off(server: DnstlsProcess, leaf: tuple[Path, Path, Path]) -> None:
+    """A TLS client pipelining queries and reading nothing keeps the server's memory flat; it is cut off."""
+    ca, _, _ = leaf
+    ctx = ssl.create_default_context(cafile=str(ca))
+    raw = small_receiver(server.address("tls"))
+    with ctx.wrap_socket(raw, server_hostname=NAME) as sock:
+        sock.settimeout(0.2)
+        sent, grown, cut = never_reader(server, sock, sock.send)
+    assert sent >= 1000
+    assert grown < RSS_SLACK_KB, f"RSS grew {grown} kB for {sent} queries"
+    assert cut is not None and cut <= IDLE + 1.5
+
+
+def read_ids(sock: socket.socket, count: int, pause: float) -> list[int]:
+    """The ids of C{count} replies read from C{sock}, sleeping C{pause} every 20 replies."""
+    ids = []
+    for n in range(count):
+        (length,) = struct.unpack("!H", recv_exact(sock, 2))
+        ids.append(struct.unpack("!H", recv_exact(sock, length)[:2])[0])
+        if n % 20 == 0:
+            time.sleep(pause)
+    return ids
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+def test_slow_reader_gets_every_answer(
+    server: DnstlsProcess, leaf: tuple[Path, Path, Path], kind: str
+) -> None:
+    """A client pipelining 6000 big queries and reading slowly gets every answer, in order."""
+    count = 6000
+    stream = b"".join(big_query(n) for n in range(count))
+    sock: socket.socket = small_receiver(server.address(kind))
+    if kind == "tls":
+        ctx = ssl.create_default_context(cafile=str(leaf[0]))
+        sock = ctx.wrap_socket(sock, server_hostname=NAME)
+    with sock:
+        sender = threading.Thread(target=sock.sendall, args=(stream,), daemon=True)
+        sender.start()
+        ids = read_ids(sock, count, 0.002)
+        sender.join(TIMEOUT)
+    assert ids == list(range(count))
+
+
+@pytest.fixture(scope="module")
+def slow_idle_server(leaf: tuple[Path, Path, Path]) -> Iterator[DnstlsProcess]:
+    """A dnstls on TCP and TLS with idle timeouts of 10 s and the default I/O timeout."""
+    _, cert, key = leaf
+    process = DnstlsProcess(
+        [
+            "--zones", str(ZONES), "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+            "--tls-cert", str(cert), "--tls-key", str(key), "--tls-idle-timeout", "10",
+        ]
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def stream_to(
+    server: DnstlsProcess, leaf: tuple[Path, Path, Path], kind: str
+) -> socket.socket:
+    """A TCP connection, or a TLS session with its handshake done, to C{server}."""
+    sock = socket.create_connection(server.address(kind), timeout=TIMEOUT)
+    if kind == "tls":
+        ctx = ssl.create_default_context(cafile=str(leaf[0]))
+        return ctx.wrap_socket(sock, server_hostname=NAME)
+    return sock
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+@pytest.mark.parametrize("part", [1, 20], ids=["one-length-octet", "half-a-message"])
+def test_partial_message_closed_after_io_timeout(
+    slow_idle_server: DnstlsProcess, leaf: tuple[Path, Path, Path], kind: str, part: int
+) -> None:
+    """A client sending part of a message, then nothing, is closed after the 1 s I/O timeout, not the idle."""
+    with stream_to(slow_idle_server, leaf, kind) as sock:
+        sock.sendall(big_query(7)[:part])
+        elapsed = closed_within(sock, 6)
+    assert elapsed is not None
+    assert 0.8 <= elapsed <= 2.5
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+def test_trickle_within_io_timeout_answered(
+    slow_idle_server: DnstlsProcess, leaf: tuple[Path, Path, Path], kind: str
+) -> None:
+    """A message sent one octet every 10 ms (under the I/O timeout in all) is answered, twice in a row."""
+    with stream_to(slow_idle_server, leaf, kind) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for qid in (1, 2):
+            message = big_query(qid)
+            # 36 octets: about 0.4 s from the first to the last
+            for octet in message:
+                sock.sendall(bytes([octet]))
+                time.sleep(0.01)
+            (length,) = struct.unpack("!H", recv_exact(sock, 2))
+            assert struct.unpack("!H", recv_exact(sock, length)[:2])[0] == qid
+
