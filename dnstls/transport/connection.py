@@ -33,8 +33,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dnstls.context import Transport
-from dnstls.transport.directsend import nothing_queued, pause_as_full, queued, tcp_under, write_now
+from dnstls.transport.directsend import nothing_queued, queued, tcp_under, write_now
+from dnstls.transport.eviction import Eviction
 from dnstls.transport.framing import frame
+from dnstls.transport.pausing import Pausing
 
 if TYPE_CHECKING:
     from twisted.internet.tcp import Connection
@@ -50,7 +52,7 @@ DEFAULT_IO_TIMEOUT = 1.0
 
 
 @implementer(IPushProducer)
-class StreamConnection(Protocol):
+class StreamConnection(Protocol, Pausing, Eviction):
     """
     The clocks, writes and close of a DNS stream connection.
 
@@ -118,86 +120,6 @@ class StreamConnection(Protocol):
         if abort is not None and not self.closed:
             abort()
 
-    def _unproduce(self) -> None:
-        """
-        Be the transport's producer no more (a TLS layer sends its
-        close_notify, and a TCP transport closes, only without one).
-        """
-        if self._producing:
-            self._producing = False
-            self.transport.unregisterProducer()  # type: ignore[union-attr]
-
-    def unsent(self) -> int:
-        """
-        The octets of replies written and not yet taken by the network.
-        """
-        tcp = self._tcp
-        held = queued(tcp) if tcp is not None else 0
-        if self.kind is Transport.TLS:
-            held += sum(len(b) for b in getattr(self.transport, "_appSendBuffer", ()))
-        return held
-
-    def hold(self) -> None:
-        """
-        Stop reading until everything queued is taken by the network: as
-        the transport's streaming producer, paused as Twisted pauses one
-        whose consumer's buffer is full, and so resumed once it is empty.
-        """
-        tcp = self._tcp
-        if tcp is None or self.paused or self.closed or self._closing:
-            return
-        if not self._producing:
-            # not before: Twisted would pause it at its own buffer size
-            self.transport.registerProducer(self, True)  # type: ignore[union-attr]
-            self._producing = True
-        pause_as_full(tcp)
-
-    def pauseProducing(self) -> None:
-        """
-        Stop reading: the replies waiting unsent passed the bound.  The I/O
-        clock stops (the rest of a message may be waiting, unread), and
-        the idle clock becomes the time the client has to read them.
-        """
-        if self.paused or self.closed:
-            return
-        self.paused = True
-        pause = getattr(self.transport, "pauseProducing", None)
-        if pause is not None:
-            pause()
-        self._track_message(0)
-        self._start_idle()
-
-    def resumeProducing(self) -> None:
-        """
-        Answer the queries waiting, and read again unless they passed the
-        bound once more: the client took every reply queued.
-        """
-        if not self.paused:
-            return
-        self.paused = False
-        self._unproduce()
-        self.factory.backlog.drained(self)
-        if self.closed or self._closing:
-            return
-        self._answer_waiting()
-        if self.paused or self.closed or self._closing:
-            return
-        resume = getattr(self.transport, "resumeProducing", None)
-        if resume is not None:
-            resume()
-        self._track_message(self._unfinished(), True)
-        self._start_idle()
-
-    def stopProducing(self) -> None:
-        """
-        The transport is gone; L{connectionLost} follows.
-        """
-
-    def _answer_waiting(self) -> None:
-        """
-        Answer the queries read and left waiting when reading paused.
-        """
-
     def _unfinished(self) -> int:
         """
         The octets of a message under way, received and not yet whole.
@@ -242,44 +164,6 @@ class StreamConnection(Protocol):
             value = min(0xFFFF, int(timeout * 10))
         limits.told(self, value)
         return value
-
-    def _timeout_now(self) -> float:
-        """
-        This connection's idle timeout now: shorter while the table is
-        under pressure (L{dnstls.transport.limits}).
-        """
-        limits = self.factory.limits
-        return limits.idle_timeout(self.idle_timeout, limits.is_told_zero(self))
-
-    @property
-    def evictable(self) -> bool:
-        """
-        Whether the connection may be closed to make room: it owes no
-        answer, or it is closing already.
-        """
-        return not self.closed and (self._owed == 0 or self._closing)
-
-    def evict(self) -> None:
-        """
-        Close to make room for a new connection: gracefully, or at once if
-        it was closing already.
-        """
-        self.log.debug("closing stream from {peer} to make room", peer=self.peer)
-        if self._closing:
-            self._force_close()
-        else:
-            self._close()
-
-    def pressed(self) -> None:
-        """
-        The table is fuller: an idle clock due later than this connection's
-        idle timeout now is brought forward to it.
-        """
-        idle = self._idle
-        if idle is not None and idle.active():
-            timeout = self._timeout_now()
-            if idle.getTime() - self.factory.clock.seconds() > timeout:
-                idle.reset(timeout)
 
     def _send(self, reply: bytes) -> None:
         """

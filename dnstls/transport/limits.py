@@ -251,7 +251,7 @@ class ConnectionLimits:
             return min(configured, KEEPALIVE_ZERO_GRACE)
         return min(configured, max(SHORT_IDLE_FLOOR, configured / SHORT_IDLE_DIVISOR))
 
-    def is_told_zero(self, protocol: StreamConnection) -> bool:
+    def is_told_zero(self, protocol: object) -> bool:
         """
         Whether C{protocol} was last told keepalive 0.
         """
