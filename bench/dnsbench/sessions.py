@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,6 @@ from dnsbench.dnsperf import Perf, median_run
 from dnsbench.large import Guarded
 from dnsbench.layout import HERE, QUERIES, TLS_NAME
 from dnsbench.processes import Processes, note
-from dnsbench.procfs import cpu_seconds
 from dnsbench.results import Results
 from dnsbench.servers import Server, make_forwarders, start
 
@@ -114,23 +112,18 @@ def tlsload(
         str(args.outstanding),
         "--seconds",
         str(args.seconds),
+        "--pid",
+        str(pid),
         *(["--starttls"] if upgrade else []),
     ]
     result = Perf(load=" ".join(Path("/proc/loadavg").read_text().split()[:3]))
     env = {**os.environ, "PYTHONPATH": str(HERE)}
-    cpu_before = cpu_seconds(pid)
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         done = subprocess.run(argv, capture_output=True, env=env, timeout=args.seconds + 60, check=False)
     except subprocess.TimeoutExpired:
         result.error = "tlsload timed out"
         return result
-    cpu_after = cpu_seconds(pid)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     (scratch / "raw" / f"{tag}.txt").write_bytes(done.stdout + done.stderr)
-    if cpu_before is not None and cpu_after is not None:
-        result.cpu_s = cpu_after - cpu_before
-    result.load_cpu_s = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
     try:
         data = json.loads(done.stdout.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -141,6 +134,8 @@ def tlsload(
     result.run_s = float(data["seconds"])
     result.rcodes = {str(k): int(v) for k, v in data["rcodes"].items()}
     result.conn_ms = data["handshake_ms"]
+    # both over the measured window only (handshakes and start-up left out)
+    result.cpu_s, result.load_cpu_s = data["server_cpu_s"], float(data["cpu_s"])
     if data["errors"]:
         result.error = "; ".join(f"{n} x {e}" for e, n in data["errors"].items())
     elif not result.completed:

@@ -10,11 +10,12 @@ Python's ssl module (the certificate checked against C{--ca} for
 C{--name}); then keeps C{--outstanding} queries of the hot query file in
 flight (the total, split among the connections, as dnsperf C{-q}), sending
 one more for each answer, until C{--seconds} have passed.  One JSON line
-on standard output: answers, rate, response codes, handshake time, errors.
-Only the standard library is used, and only loopback addresses are accepted.
+on standard output: answers, rate, response codes, handshake time, errors,
+the CPU time of the server (C{--pid}) and its own over the measured window.
+The standard library and L{dnsbench.procfs} only; loopback addresses only.
 
   python -m dnsbench.tlsload --port P --ca CA.pem --queries queries.txt
-      [--starttls] [--clients 8] [--outstanding 64] [--seconds 10]
+      [--starttls] [--clients 8] [--outstanding 64] [--seconds 10] [--pid PID]
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ import asyncio
 import collections
 import ipaddress
 import json
+import resource
 import ssl
 import struct
 import sys
 import time
+
+from dnsbench.procfs import cpu_seconds
 
 #: the upgrade probe, length prefix included: ID 0x1234, RD=0, STARTTLS. CH TXT, OPT TO=1
 PROBE = bytes.fromhex("0025123400000001000000000001085354415254544c53000010000300002904d0000040000000")
@@ -176,23 +180,35 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     while len(c.handshake_s) + sum(c.errors.values()) < args.clients:
         await asyncio.sleep(0.005)
     began, start_answers = time.monotonic(), c.answers
+    server_before, own_before = cpu_seconds(args.pid), _own_cpu()
     await asyncio.sleep(args.seconds)
     c.running = False
     run_s = time.monotonic() - began
     answers = c.answers - start_answers
-    await asyncio.wait(tasks, timeout=5)
+    server_after, own_after = cpu_seconds(args.pid), _own_cpu()
     for t in tasks:
         t.cancel()
+    await asyncio.wait(tasks, timeout=5)
     shakes = sorted(c.handshake_s)
+    server_s = (
+        server_after - server_before if server_before is not None and server_after is not None else None
+    )
     return {
         "answers": answers,
         "seconds": run_s,
+        "server_cpu_s": server_s,
+        "cpu_s": own_after - own_before,
         "qps": answers / run_s if run_s else 0.0,
         "connections": len(shakes),
         "handshake_ms": 1000 * shakes[len(shakes) // 2] if shakes else None,
         "rcodes": dict(c.rcodes),
         "errors": dict(c.errors),
     }
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -209,6 +225,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--outstanding", type=int, default=64)
     p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--pid", type=int, help="the server's process, whose CPU time over the run is reported")
     return p.parse_args(argv)
 
 

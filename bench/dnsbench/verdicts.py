@@ -121,14 +121,26 @@ def large_targets(r: Results, note: Callable[..., str]) -> list[tuple[str, str, 
 
     out: list[tuple[str, str, str, str, str]] = []
 
-    def ratio(name: str, ours: Perf | None, peer: Perf | None, need: float | None) -> None:
+    def ratio(name: str, ours: Perf | None, peer: Perf | None, need: float | None, tool: str = "") -> None:
         ours, peer = ok(ours), ok(peer)
         value = ours.qps / peer.qps if ours and peer else None
         measured = f"{value:.2f}x" if value is not None else "-"
+        cpu = note(ours, peer).replace("dnsperf", tool) if tool else note(ours, peer)
         if need is None:
-            out.append((f"(info) {name}", measured, "-", "info", note(ours, peer)))
-        else:
-            out.append((name, measured, f">= {need:g}x", verdict(value, need), note(ours, peer)))
+            out.append((f"(info) {name}", measured, "-", "info", cpu))
+            return
+        out.append((name, measured, f">= {need:g}x", verdict(value, need), cpu))
+        if ours and peer and ours.per_core and peer.per_core:
+            core = ours.per_core / peer.per_core
+            out.append(
+                (
+                    f"(info) {name}, per server CPU-second",
+                    f"{core:.2f}x",
+                    f">= {need:g}x",
+                    "pass" if core >= need else "fail",
+                    "the cost of a query, whatever bounded the rate",
+                )
+            )
 
     if r.miss:
         ratio("miss mix (large zone), UDP, vs Knot", r.miss.get("dnstls"), r.miss.get("knot"), 0.5)
@@ -173,6 +185,7 @@ def large_targets(r: Results, note: Callable[..., str]) -> list[tuple[str, str, 
             r.starttls.get("upgraded"),
             r.starttls.get("853"),
             0.8,
+            "tlsload",
         )
     if r.recursive:
         ratio(
