@@ -2,9 +2,10 @@
 dnstls benchmark: one command that starts dnstls and its peers on loopback,
 loads each with dnsperf and writes BENCHMARKS.md.
 
-  bench/run                 the full matrix (10 s runs, about 6-8 minutes)
+  bench/run                 the full matrix (10 s runs, about 12-15 minutes)
   bench/run --quick         3 s runs and 2,000 idle connections, a smoke test
   bench/run --only udp,memory --peers knot,twisted
+  bench/run --only large-load,miss-udp,flood-udp --peers knot,nsd
   bench/run --help
 
 What it does (issue 7):
@@ -23,8 +24,17 @@ What it does (issue 7):
   * resident memory per idle DoT connection: fresh instances of dnstls and
     Unbound, RSS (/proc/PID/status) before and after bench/idle_dot.py opens
     N connections (handshake, one query, then idle);
-  * the issue's targets as pass/fail lines, computed from ratios measured in
-    the same run.
+  * the cache-miss path (issue 14): a generated zone of --large-names names
+    (default 200,000: an A each, an AAAA every tenth) served by dnstls, Knot
+    and NSD in turn: start to first answer and RSS (large-load), dnsperf
+    over a mix of unique existing and nonexistent names (miss-udp) and over
+    a random-subdomain flood, every name distinct (flood-udp);
+  * recursive-hits: dnstls (--forward) and Unbound (forward-zone), both
+    forwarding to the Knot of the hot zone, over their warm caches;
+  * starttls: dnstls over TO-bit-upgraded TCP/53 connections and over port
+    853, both from bench/dnsbench/tlsload.py (dnsperf cannot upgrade);
+  * the issues' targets as pass/fail lines, computed from ratios measured in
+    the same run, with how far a target is missed.
 
 Everything it starts is stopped on exit (by PID, TERM then KILL), every step
 has a time limit, only loopback addresses are accepted, scratch files
@@ -56,8 +66,20 @@ from dnsbench.results import Results, from_json, jsonable
 from dnsbench.servers import raise_nofile
 from dnsbench.verdicts import correctness_verdicts
 
-PHASES = ("correctness", "udp", "tcp", "dot", "handshake", "memory")
-ALL_PEERS = ("knot", "unbound", "twisted", "dnsdist")
+PHASES = (
+    "correctness",
+    "udp",
+    "tcp",
+    "dot",
+    "handshake",
+    "recursive-hits",
+    "starttls",
+    "large-load",
+    "miss-udp",
+    "flood-udp",
+    "memory",
+)
+ALL_PEERS = ("knot", "nsd", "unbound", "twisted", "dnsdist")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -96,16 +118,36 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="idle DoT connections for the memory phase (default 10000; 2000 with --quick)",
     )
     p.add_argument(
+        "--large-names",
+        type=int,
+        default=200_000,
+        help="names in the generated zone of the large-zone phases (default 200,000)",
+    )
+    p.add_argument(
+        "--miss-queries", type=int, default=300_000, help="queries in the miss mix (default 300,000)"
+    )
+    p.add_argument(
+        "--flood-queries",
+        type=int,
+        help="distinct names in the random-subdomain flood (default 120,000 a second of --seconds, "
+        "so that dnsperf seldom comes back to the start of the file)",
+    )
+    p.add_argument(
+        "--starttls-rounds",
+        type=int,
+        help="starttls runs of each kind, taking turns; the median is reported (default 3; 1 with --quick)",
+    )
+    p.add_argument(
         "--peers",
-        default="knot,unbound,twisted,dnsdist",
-        help="comma list among knot,unbound,twisted,dnsdist (default all; dnsdist needs knot)",
+        default=",".join(ALL_PEERS),
+        help=f"comma list among {','.join(ALL_PEERS)} (default all; dnsdist needs knot)",
     )
     p.add_argument(
         "--only", default=",".join(PHASES), help=f"comma list of phases (default {','.join(PHASES)})"
     )
     p.add_argument("--addr", default="127.0.0.1", help="loopback address to serve on (default 127.0.0.1)")
     p.add_argument(
-        "--base-port", type=int, default=15300, help="ports BASE..BASE+34 are used (default 15300)"
+        "--base-port", type=int, default=15300, help="ports BASE..BASE+47 are used (default 15300)"
     )
     p.add_argument("--twistd", default="twistd", help="twistd that has the dnstls plugin (default: on PATH)")
     p.add_argument("--names-twistd", default="twistd", help="twistd for Twisted Names (default: on PATH)")
@@ -130,6 +172,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.latency_seconds = args.latency_seconds or (2 if args.quick else 3)
     args.idle_conns = args.idle_conns or (2000 if args.quick else 10000)
     args.handshake_rounds = args.handshake_rounds or (1 if args.quick else 3)
+    args.starttls_rounds = args.starttls_rounds or (1 if args.quick else 3)
+    args.flood_queries = args.flood_queries or 120_000 * args.seconds
+    if args.large_names < 10:
+        p.error("--large-names must be at least 10")
     args.peers = [x for x in args.peers.split(",") if x]
     args.only = [x for x in args.only.split(",") if x]
     for x in args.peers:
@@ -148,10 +194,14 @@ def main(argv: list[str]) -> int:
     Run the benchmark (or write the report again) and return the exit status.
     """
     args = parse(argv)
+    if args.report_from:
+        # runs nothing: needs neither the servers nor dnsperf
+        args.source, args.has_no_recursion, args.pin = "", False, False
+        return rerender(args)
     for tool in ["dnsperf", "openssl", args.twistd]:
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} not found")
-    missing = {"knot": "knotd", "unbound": "unbound", "dnsdist": "dnsdist"}
+    missing = {"knot": "knotd", "nsd": "nsd", "unbound": "unbound", "dnsdist": "dnsdist"}
     for peer, tool in missing.items():
         if peer in args.peers and not shutil.which(tool):
             note(f"{tool} not installed: leaving {peer} out")
@@ -174,8 +224,6 @@ def main(argv: list[str]) -> int:
     if nofile != resource.RLIM_INFINITY and nofile < args.idle_conns + 500:
         args.idle_conns = max(100, nofile - 500)
         note(f"open-file limit {nofile}: the memory phase opens {args.idle_conns} connections")
-    if args.report_from:
-        return rerender(args)
 
     results = Results(started=_now(), machine=machine())
     scratch = Path(tempfile.mkdtemp(prefix="dnstls-bench-"))
@@ -237,12 +285,17 @@ def rerender(args: argparse.Namespace) -> int:
     Write the report again from a run's JSON results (--report-from), with
     that run's settings where the JSON has them.
     """
-    data = json.loads(Path(args.report_from).read_text())
+    try:
+        data = json.loads(Path(args.report_from).read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        r = from_json(data)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SystemExit(f"bench: cannot write the report from {args.report_from}: {e}") from None
     args.argv = ["(options not recorded)"]
     for key, value in data.get("args", {}).items():
         setattr(args, key, value)
     args.rerendered = True
-    r = from_json(data)
     write_report(r, args, Path(args.output))
     note(f"wrote {args.output} from {args.report_from}")
     return 0

@@ -76,10 +76,11 @@ def dnsperf(
     extra: list[str] | None = None,
     verbose: bool = False,
     pid: int | None = None,
+    queries: Path = QUERIES,
 ) -> Perf:
     """
-    One bounded dnsperf run, pinned to the load CPU; its output is kept in
-    scratch/raw/TAG.txt.
+    One bounded dnsperf run over C{queries} (bench/queries.txt unless
+    told), pinned to the load CPU; its output is kept in scratch/raw/TAG.txt.
     """
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     raw = scratch / "raw" / f"{tag}.txt"
@@ -92,7 +93,7 @@ def dnsperf(
         "-m",
         mode,
         "-d",
-        str(QUERIES),
+        str(queries),
         "-l",
         str(seconds),
         "-c",
@@ -166,3 +167,12 @@ def _parse(raw: Path, result: Perf, verbose: bool) -> None:
         latencies.sort()
         result.p50_ms = latencies[len(latencies) // 2] * 1000
         result.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+
+
+def median_run(runs: list[Perf]) -> Perf:
+    """
+    The run of median rate among those that did not fail (the lower middle
+    one of an even count), else the first failure.
+    """
+    good = sorted((p for p in runs if not p.error), key=lambda p: p.qps)
+    return good[(len(good) - 1) // 2] if good else runs[0]

@@ -44,13 +44,16 @@ def versions(servers: dict[str, Server], args: argparse.Namespace) -> dict[str, 
         found["dnstls"] += f" (git {git})"
     found["dnsperf"] = first(r"Version (\S+)", capture(["dnsperf", "-h"]))
     found["openssl command (and the system library)"] = capture(["openssl", "version"]).strip()
-    if "knot" in servers:
+    peers = set(servers) | set(args.peers)
+    if "knot" in peers:
         found["knotd"] = first(r"version (\S+)", capture(["knotd", "-V"]))
-    if "unbound" in servers:
+    if "nsd" in peers:
+        found["nsd"] = first(r"NSD version (\S+)", capture(["nsd", "-v"]))
+    if "unbound" in peers:
         found["unbound"] = first(r"Version (\S+)", capture(["unbound", "-V"]))
-    if "dnsdist" in servers:
+    if "dnsdist" in peers:
         found["dnsdist"] = first(r"dnsdist (\S+)", capture(["dnsdist", "--version"]))
-    if "twisted" in servers:
+    if "twisted" in peers:
         exe = _python_of(args.names_twistd)
         found["Twisted Names"] = "Twisted " + (
             capture([exe, "-c", "import importlib.metadata as m; print(m.version('Twisted'))"]).strip()

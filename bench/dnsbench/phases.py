@@ -1,5 +1,8 @@
 """
-The measuring phases of a run: correctness, throughput, handshakes, memory.
+The measuring phases of a run, in this order: correctness, throughput,
+handshakes, recursive-hits and starttls (L{dnsbench.sessions}) on the
+servers of the hot zone; then the large-zone phases (L{dnsbench.large});
+then memory.
 """
 
 from __future__ import annotations
@@ -9,13 +12,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dnsbench.dnsperf import Perf, dnsperf
+from dnsbench.dnsperf import Perf, dnsperf, median_run
 from dnsbench.environment import versions
 from dnsbench.formatting import fmt, fmt_rcodes
+from dnsbench.large import LARGE_PHASES, run_large
 from dnsbench.memory import idle_memory
 from dnsbench.processes import Processes, note
 from dnsbench.results import Results
 from dnsbench.servers import Server, make_servers, start
+from dnsbench.sessions import run_recursive, run_starttls
+
+#: the phases that load the servers of the hot zone, bench/example.test.zone
+HOT_PHASES = ("correctness", "udp", "tcp", "dot", "handshake")
 
 
 def run_phases(args: argparse.Namespace, scratch: Path, ca: Path, procs: Processes, r: Results) -> None:
@@ -24,13 +32,18 @@ def run_phases(args: argparse.Namespace, scratch: Path, ca: Path, procs: Process
     """
     servers = make_servers(args, scratch)
     r.labels = {name: s.label for name, s in servers.items()}
-    load_phases = [p for p in args.only if p != "memory"]
-    if load_phases:
-        for server in servers.values():
-            start(server, procs, args, ca)
+    if not any(p in args.only for p in HOT_PHASES):
+        # recursive-hits needs only Knot, starttls only dnstls
+        wanted = {"knot": "recursive-hits", "dnstls": "starttls"}
+        servers = {k: s for k, s in servers.items() if wanted.get(k) in args.only}
+    for server in servers.values():
+        start(server, procs, args, ca)
     r.versions = versions(servers, args)
 
     def guarded(what: str, server: Server, mode: str, seconds: int, **kw: Any) -> Perf:
+        """
+        One dnsperf run against C{server}, its failures and losses noted.
+        """
         assert server.proc is not None
         port = server.port_for(mode)
         p = dnsperf(args, scratch, what, port, mode, seconds, pid=server.proc.pid, **kw)
@@ -79,9 +92,15 @@ def run_phases(args: argparse.Namespace, scratch: Path, ca: Path, procs: Process
         for name, runs in rounds.items():
             r.handshakes[name] = median_run(runs)
             r.handshake_rates[name] = [p.qps for p in runs if not p.error]
+    if "recursive-hits" in args.only:
+        run_recursive(args, scratch, ca, procs, r, servers.get("knot"), guarded)
+    if "starttls" in args.only:
+        run_starttls(args, scratch, ca, r, servers.get("dnstls"))
     for s in servers.values():
         if s.proc is not None:
             procs.stop(s.proc)
+    if any(p in args.only for p in LARGE_PHASES):
+        run_large(args, scratch, procs, r, guarded)
     if "memory" in args.only:
         idle = make_servers(args, scratch, idle=True)
         for name, s in idle.items():
@@ -92,12 +111,3 @@ def run_phases(args: argparse.Namespace, scratch: Path, ca: Path, procs: Process
             if m.error:
                 r.failures.append(f"memory {name}: {m.error.strip()}")
             note(f"memory {name}: {fmt(m.per_conn_kb, 1)} kB per connection ({m.opened} open) {m.error}")
-
-
-def median_run(runs: list[Perf]) -> Perf:
-    """
-    The run of median rate among those that did not fail (the lower middle
-    one of an even count), else the first failure.
-    """
-    good = sorted((p for p in runs if not p.error), key=lambda p: p.qps)
-    return good[(len(good) - 1) // 2] if good else runs[0]

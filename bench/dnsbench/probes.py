@@ -16,25 +16,37 @@ from typing import Any
 from dnsbench.layout import TLS_NAME
 
 
-def _query(qtype: int = 6, qid: int = 0x1234) -> bytes:
-    name = b"".join(bytes([len(p)]) + p for p in b"example.test".split(b".")) + b"\0"
-    return struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 0) + name + struct.pack("!HH", qtype, 1)
+def _query(qtype: int = 6, qid: int = 0x1234, qname: str = "example.test", rd: bool = False) -> bytes:
+    labels = qname.rstrip(".").encode().split(b".")
+    name = b"".join(bytes([len(p)]) + p for p in labels) + b"\0"
+    flags = 0x0100 if rd else 0
+    return struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 0) + name + struct.pack("!HH", qtype, 1)
 
 
-def probe(addr: str, port: int, transport: str, ca: Path | None = None) -> bool:
+def probe(
+    addr: str,
+    port: int,
+    transport: str,
+    ca: Path | None = None,
+    qname: str = "example.test",
+    qtype: int = 6,
+    timeout: float = 1,
+    rd: bool = False,
+) -> bool:
     """
-    Whether the server at C{addr}:C{port} answers example.test SOA with
-    NOERROR and an answer over C{transport} (udp, tcp or dot), within 1 s.
+    Whether the server at C{addr}:C{port} answers C{qname} C{qtype}
+    (example.test SOA unless told) with NOERROR and an answer over
+    C{transport} (udp, tcp or dot), within C{timeout} seconds.
     """
-    query = _query()
+    query = _query(qtype, qname=qname, rd=rd)
     try:
         if transport == "udp":
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.settimeout(1)
+                udp.settimeout(timeout)
                 udp.sendto(query, (addr, port))
                 reply = udp.recv(4096)
         else:
-            with socket.create_connection((addr, port), timeout=1) as raw:
+            with socket.create_connection((addr, port), timeout=timeout) as raw:
                 s: Any = raw
                 if transport == "dot":
                     context = ssl.create_default_context(cafile=str(ca))
@@ -69,6 +81,7 @@ def wait_ready(
     addr: str,
     ca: Path,
     limit: float = 30,
+    rd: bool = False,
 ) -> None:
     """
     Wait until every (port, transport) in C{checks} answers, or fail.
@@ -81,7 +94,7 @@ def wait_ready(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{name} not answering on {pending} after {limit:.0f} s")
         port, transport = pending[0]
-        if probe(addr, port, transport, ca):
+        if probe(addr, port, transport, ca, rd=rd):
             pending.pop(0)
         else:
             time.sleep(0.2)

@@ -63,3 +63,22 @@ def rss_kb(pid: int) -> int:
     if not total:
         raise RuntimeError(f"no VmRSS for pid {pid}")
     return total
+
+
+def pss_kb(pid: int) -> int | None:
+    """
+    The proportional set size of process C{pid} and its descendants, in
+    kB (/proc/PID/smaps_rollup): pages shared among them (NSD's forked
+    server processes share its zone) counted once in all, or C{None}.
+    """
+    total, found = 0, False
+    for member in process_tree(pid):
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+                found = True
+    return total if found else None

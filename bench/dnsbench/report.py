@@ -10,6 +10,7 @@ from pathlib import Path
 from dnsbench.formatting import fmt, fmt_rcodes
 from dnsbench.layout import QUERIES, REPO
 from dnsbench.results import Results
+from dnsbench.sections import large_section, recursive_section, starttls_section
 from dnsbench.verdicts import correctness_verdicts, targets
 
 
@@ -43,7 +44,7 @@ def write_report(r: Results, args: argparse.Namespace, path: Path) -> None:
     if r.failures:
         w("> **Some steps failed:** " + "; ".join(r.failures))
         w("")
-    w("## Targets (issue 7)")
+    w("## Targets (issues 7 and 14)")
     w("")
     w("| target | measured | needed | verdict | CPU during the runs (dnstls; peer) |")
     w("| --- | ---: | ---: | --- | --- |")
@@ -146,6 +147,9 @@ def write_report(r: Results, args: argparse.Namespace, path: Path) -> None:
             for server, rates in r.handshake_rates.items():
                 w(f"- {r.labels[server]}, every run in turn: " + ", ".join(f"{q:,.0f}" for q in rates))
             w("")
+    out.extend(large_section(r, args))
+    out.extend(recursive_section(r, args))
+    out.extend(starttls_section(r, args))
     if r.memory:
         w("## Memory per idle DoT connection")
         w("")
@@ -216,7 +220,7 @@ def write_report(r: Results, args: argparse.Namespace, path: Path) -> None:
     w(
         "- Knot: 1 UDP, 1 TCP, 1 background worker; Unbound: 1 thread, auth-zone, no upstreams; "
         "dnsdist: DoT and plain proxy to Knot (both on the server CPU), no packet cache; "
-        "Twisted Names: `twistd dns --bindzone`"
+        "Twisted Names: `twistd dns --bindzone`; NSD: 1 server process, no database file"
     )
     w("- load average before each run is in the tables (other work on the machine skews figures)")
     w("")

@@ -5,6 +5,7 @@ The issue's targets and the correctness comparison, as verdicts.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from dnsbench.dnsperf import Perf
 from dnsbench.formatting import fmt, fmt_rcodes
@@ -42,9 +43,8 @@ def targets(r: Results, args: argparse.Namespace) -> list[tuple[str, str, str, s
     for name, ours_key, peer_key, need in rows:
         ours, peer = run(*ours_key), run(*peer_key)
         value = ours.qps / peer.qps if ours and peer else None
-        verdict = "n/a" if value is None else ("PASS" if value >= need else "FAIL")
         measured = f"{value:.2f}x" if value is not None else "-"
-        out.append((name, measured, f">= {need:g}x", verdict, note(ours, peer)))
+        out.append((name, measured, f">= {need:g}x", verdict(value, need), note(ours, peer)))
     # The same ratios per server CPU-second: what each would do on a
     # saturated core, when the load generator or the machine held them back.
     for name, ours_key, peer_key, need in rows[1:4] + rows[5:]:
@@ -60,6 +60,7 @@ def targets(r: Results, args: argparse.Namespace) -> list[tuple[str, str, str, s
                     "the cost of a query or handshake, whatever bounded the rate",
                 )
             )
+    out.extend(large_targets(r, note))
     mem = r.memory.get("dnstls")
     per = mem.per_conn_kb if mem else None
     out.append(
@@ -93,3 +94,104 @@ def correctness_verdicts(r: Results) -> tuple[list[str], bool]:
             f"{p.completed}/{p.sent} | {mark}{' ' + p.error if p.error else ''} |"
         )
     return lines, ours_ok
+
+
+def verdict(value: float | None, need: float, at_most: bool = False) -> str:
+    """
+    PASS, FAIL with how far the target is missed, or n/a: C{value} must be
+    at least C{need} (at most, with C{at_most}).
+    """
+    if value is None:
+        return "n/a"
+    if (value <= need) if at_most else (value >= need):
+        return "PASS"
+    if at_most:
+        return f"**FAIL** ({value / need:.1f}x over)"
+    return f"**FAIL** ({need / value:.1f}x short)" if value else "**FAIL**"
+
+
+def large_targets(r: Results, note: Callable[..., str]) -> list[tuple[str, str, str, str, str]]:
+    """
+    Issue 14's targets and info lines: the large zone against Knot, the
+    upgraded connections against port 853, recursive hits against Unbound.
+    """
+
+    def ok(p: Perf | None) -> Perf | None:
+        return p if p and not p.error and p.qps else None
+
+    out: list[tuple[str, str, str, str, str]] = []
+
+    def ratio(name: str, ours: Perf | None, peer: Perf | None, need: float | None, tool: str = "") -> None:
+        ours, peer = ok(ours), ok(peer)
+        value = ours.qps / peer.qps if ours and peer else None
+        measured = f"{value:.2f}x" if value is not None else "-"
+        cpu = note(ours, peer).replace("dnsperf", tool) if tool else note(ours, peer)
+        if need is None:
+            out.append((f"(info) {name}", measured, "-", "info", cpu))
+            return
+        out.append((name, measured, f">= {need:g}x", verdict(value, need), cpu))
+        if ours and peer and ours.per_core and peer.per_core:
+            core = ours.per_core / peer.per_core
+            out.append(
+                (
+                    f"(info) {name}, per server CPU-second",
+                    f"{core:.2f}x",
+                    f">= {need:g}x",
+                    "pass" if core >= need else "fail",
+                    "the cost of a query, whatever bounded the rate",
+                )
+            )
+
+    if r.miss:
+        ratio("miss mix (large zone), UDP, vs Knot", r.miss.get("dnstls"), r.miss.get("knot"), 0.5)
+        ratio("miss mix (large zone), UDP, vs NSD", r.miss.get("dnstls"), r.miss.get("nsd"), None)
+    if r.flood:
+        ratio(
+            "random-subdomain flood (large zone), UDP, vs Knot",
+            r.flood.get("dnstls"),
+            r.flood.get("knot"),
+            None,
+        )
+    ours_load, knot_load = r.large_load.get("dnstls"), r.large_load.get("knot")
+    if r.large_load:
+        both = ours_load and knot_load and not ours_load.error and not knot_load.error
+        value = ours_load.seconds / knot_load.seconds if both and ours_load and knot_load else None
+        out.append(
+            (
+                "large zone load, start to first answer, vs Knot",
+                f"{value:.1f}x" if value is not None else "-",
+                "<= 3x",
+                verdict(value, 3, at_most=True),
+                f"{ours_load.seconds:.1f} s; {knot_load.seconds:.1f} s"
+                if both and ours_load and knot_load
+                else "",
+            )
+        )
+        value = ours_load.rss_kb / knot_load.rss_kb if both and ours_load and knot_load else None
+        out.append(
+            (
+                "RSS with the large zone loaded, vs Knot",
+                f"{value:.1f}x" if value is not None else "-",
+                "<= 2x",
+                verdict(value, 2, at_most=True),
+                f"{ours_load.rss_kb / 1024:,.0f} MiB; {knot_load.rss_kb / 1024:,.0f} MiB"
+                if both and ours_load and knot_load
+                else "",
+            )
+        )
+    if r.starttls:
+        ratio(
+            "upgraded (TO bit) connections vs port 853, pipelined (tlsload)",
+            r.starttls.get("upgraded"),
+            r.starttls.get("853"),
+            0.8,
+            "tlsload",
+        )
+    if r.recursive:
+        ratio(
+            "recursive cache hits, UDP, vs Unbound",
+            r.recursive.get("dnstls"),
+            r.recursive.get("unbound"),
+            None,
+        )
+    return out
