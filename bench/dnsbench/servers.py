@@ -174,7 +174,10 @@ def make_servers(args: argparse.Namespace, scratch: Path, idle: bool = False) ->
     """
     a, base = args.addr, args.base_port + (20 if idle else 0)
     cpu = _cpu(args)
-    conns = args.idle_conns + 200
+    # twice the idle connections: a table under half full, so that the
+    # memory phase measures memory, not the pressure rules past half
+    # (shorter idle timeouts, keepalive 0 past nine tenths)
+    conns = 2 * args.idle_conns + 200
     ours = dnstls_argv(
         args, scratch, "dnstls-idle" if idle else "dnstls", base, base + 10, scratch / "zones", conns
     )
