@@ -8,10 +8,10 @@ closed after the I/O timeout, not the idle timeout.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,17 +156,6 @@ def test_tls_never_reader_bounded_and_cut_off(server: DnstlsProcess, leaf: tuple
     assert cut is not None and cut <= IDLE + 1.5
 
 
-def read_ids(sock: socket.socket, count: int, pause: float) -> list[int]:
-    """The ids of C{count} replies read from C{sock}, sleeping C{pause} every 20 replies."""
-    ids = []
-    for n in range(count):
-        (length,) = struct.unpack("!H", recv_exact(sock, 2))
-        ids.append(struct.unpack("!H", recv_exact(sock, length)[:2])[0])
-        if n % 20 == 0:
-            time.sleep(pause)
-    return ids
-
-
 @pytest.mark.parametrize("kind", ["tcp", "tls"])
 def test_slow_reader_gets_every_answer(
     server: DnstlsProcess, leaf: tuple[Path, Path, Path], kind: str
@@ -179,11 +168,49 @@ def test_slow_reader_gets_every_answer(
         ctx = ssl.create_default_context(cafile=str(leaf[0]))
         sock = ctx.wrap_socket(sock, server_hostname=NAME)
     with sock:
-        sender = threading.Thread(target=sock.sendall, args=(stream,), daemon=True)
-        sender.start()
-        ids = read_ids(sock, count, 0.002)
-        sender.join(TIMEOUT)
+        ids = pipeline_slowly(sock, stream, count, 0.002)
     assert ids == list(range(count))
+
+
+#: What a non-blocking socket or SSL socket raises when it must wait.
+_WAIT = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def pipeline_slowly(sock: socket.socket, stream: bytes, count: int, pause: float) -> list[int]:
+    """
+    Send C{stream} and read the ids of C{count} replies from C{sock} in one
+    thread (an SSL socket may not be read and written from two at once),
+    sleeping C{pause} every 20 replies; within L{TIMEOUT} of the last
+    progress.
+    """
+    sock.setblocking(False)
+    sent, data, ids = 0, b"", []
+    last = time.monotonic()
+    while len(ids) < count:
+        assert time.monotonic() - last < TIMEOUT, f"stuck after {len(ids)} replies"
+        want_write = sent < len(stream)
+        select.select([sock], [sock] if want_write else [], [], 0.05)
+        if want_write:
+            try:
+                sent += sock.send(stream[sent : sent + 16384])
+                last = time.monotonic()
+            except _WAIT:
+                pass
+        try:
+            chunk = sock.recv(4096)
+        except _WAIT:
+            continue
+        if not chunk:
+            raise ConnectionError(f"closed after {len(ids)} replies")
+        data += chunk
+        last = time.monotonic()
+        while len(data) >= 2 and len(data) >= 2 + struct.unpack("!H", data[:2])[0]:
+            length = struct.unpack("!H", data[:2])[0]
+            ids.append(struct.unpack("!H", data[2:4])[0])
+            data = data[2 + length :]
+            if len(ids) % 20 == 0:
+                time.sleep(pause)
+    return ids
 
 
 @pytest.fixture(scope="module")
