@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from dnsbench.dnsperf import Perf
 from dnsbench.formatting import fmt, fmt_rcodes
-from dnsbench.results import Results
+from dnsbench.results import Load, Results
 
 
 def targets(r: Results, args: argparse.Namespace) -> list[tuple[str, str, str, str, str]]:
@@ -154,31 +154,28 @@ def large_targets(r: Results, note: Callable[..., str]) -> list[tuple[str, str, 
         )
     ours_load, knot_load = r.large_load.get("dnstls"), r.large_load.get("knot")
     if r.large_load:
-        both = ours_load and knot_load and not ours_load.error and not knot_load.error
-        value = ours_load.seconds / knot_load.seconds if both and ours_load and knot_load else None
-        out.append(
-            (
-                "large zone load, start to first answer, vs Knot",
-                f"{value:.1f}x" if value is not None else "-",
-                "<= 3x",
-                verdict(value, 3, at_most=True),
-                f"{ours_load.seconds:.1f} s; {knot_load.seconds:.1f} s"
-                if both and ours_load and knot_load
-                else "",
-            )
+        both = (
+            (ours_load, knot_load)
+            if ours_load and knot_load and not ours_load.error and not knot_load.error
+            else None
         )
-        value = ours_load.rss_kb / knot_load.rss_kb if both and ours_load and knot_load else None
-        out.append(
-            (
-                "RSS with the large zone loaded, vs Knot",
-                f"{value:.1f}x" if value is not None else "-",
-                "<= 2x",
-                verdict(value, 2, at_most=True),
-                f"{ours_load.rss_kb / 1024:,.0f} MiB; {knot_load.rss_kb / 1024:,.0f} MiB"
-                if both and ours_load and knot_load
-                else "",
+        rows: list[tuple[str, str, float, Callable[[Load], float], Callable[[Load], str]]] = [
+            ("large zone load, start to first answer, vs Knot", "<= 3x", 3.0,
+             lambda load: load.seconds, lambda load: f"{load.seconds:.1f} s"),
+            ("RSS with the large zone loaded, vs Knot", "<= 2x", 2.0,
+             lambda load: float(load.rss_kb), lambda load: f"{load.rss_kb / 1024:,.0f} MiB"),
+        ]
+        for label, needed, limit, measure, shown in rows:
+            value = measure(both[0]) / measure(both[1]) if both else None
+            out.append(
+                (
+                    label,
+                    f"{value:.1f}x" if value is not None else "-",
+                    needed,
+                    verdict(value, limit, at_most=True),
+                    f"{shown(both[0])}; {shown(both[1])}" if both else "",
+                )
             )
-        )
     if r.starttls:
         ratio(
             "upgraded (TO bit) connections vs port 853, pipelined (tlsload)",
