@@ -11,7 +11,6 @@ production server unless C{--control} is given.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -24,7 +23,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from dnstls.context import (
-    RESPONSE_PADDING,
     STREAM_LIMIT,
     UDP_PAYLOAD,
     Answerer,
@@ -32,9 +30,9 @@ from dnstls.context import (
     Transport,
 )
 from dnstls.render import render
+from dnstls.response import use_edns
 from dnstls.testing.querylog import QueryLog
 from dnstls.transport.hooks import ServerHooks
-from dnstls.transport.upgrade import TO
 
 #: What C{rcodes} may map a name to.
 ACTIONS = ("SERVFAIL", "REFUSED", "drop")
@@ -268,30 +266,13 @@ class FaultInjector(ServerHooks):
         self, query: dns.message.Message, context: QueryContext, rcode: dns.rcode.Rcode
     ) -> bytes | None:
         """
-        The reply C{rcode} alone, with the OPT a normal reply would have:
-        the query's DO, keepalive on a stream, padding over TLS.
+        The reply C{rcode} alone, with the OPT a normal reply would have
+        (L{dnstls.response.use_edns}: DO, keepalive on a stream, padding
+        over TLS, TO when it grants an upgrade).
         """
         response = dns.message.make_response(query)
         if query.edns >= 0:
-            asked = {option.otype for option in query.options}
-            options: list[dns.edns.Option] = []
-            if (
-                context.transport.is_stream
-                and context.keepalive is not None
-                and dns.edns.OptionType.KEEPALIVE in asked
-            ):
-                timeout = struct.pack("!H", max(0, min(context.keepalive, 0xFFFF)))
-                options.append(dns.edns.GenericOption(dns.edns.OptionType.KEEPALIVE, timeout))
-            pad = (
-                RESPONSE_PADDING
-                if context.transport is Transport.TLS
-                and context.padding
-                and dns.edns.OptionType.PADDING in asked
-                else 0
-            )
-            # the reply that grants an upgrade says so, whatever its RCODE
-            flags = (query.ednsflags & dns.flags.DO) | (TO if context.upgrade else 0)
-            response.use_edns(0, flags, UDP_PAYLOAD, options=options, pad=pad)
+            use_edns(response, query, context)
         response.set_rcode(rcode)
         return render(response, STREAM_LIMIT if context.transport.is_stream else UDP_PAYLOAD)
 
