@@ -40,6 +40,7 @@ from twisted.internet.defer import Deferred
 
 from dnstls.context import QueryContext, Transport
 from dnstls.handler import Handler
+from dnstls.transport.templates import Templates
 
 #: Entries kept at most.
 DEFAULT_MAX_ENTRIES = 20_000
@@ -67,7 +68,8 @@ class FastAnswerer:
     @ivar max_entries: the most entries kept.
     @ivar max_bytes: the most octets kept (see L{ENTRY_OVERHEAD}).
     @ivar hits: look-ups answered from the cache.
-    @ivar misses: look-ups that were not.
+    @ivar misses: look-ups answered by neither the cache nor a template.
+    @ivar templates: the frames new questions are answered from.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class FastAnswerer:
         self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
+        self.templates = Templates()
         self._entries: OrderedDict[tuple[Shape, bytes], bytes] = OrderedDict()
         self._bytes = 0
         self._zones = handler.zones
@@ -104,6 +107,7 @@ class FastAnswerer:
         self._entries.clear()
         self._bytes = 0
         self._zones = self.handler.zones
+        self.templates.clear()
 
     def may_recurse(self, host: str) -> bool:
         """
@@ -159,14 +163,17 @@ class FastAnswerer:
     def cached(self, wire: bytes, shape: Shape) -> bytes | None:
         """
         The kept reply to C{wire} in C{shape}, with C{wire}'s ID, or
-        C{None}.
+        C{None}.  A question not asked before gets a reply assembled from
+        a template (see L{dnstls.transport.templates}) when one fits.
         """
         if self.handler.zones is not self._zones:
             self.clear()
         value = self._entries.get((shape, wire[2:]))
         if value is None:
-            self.misses += 1
-            return None
+            assembled = self.templates.reply(wire, shape, self._zones)
+            if assembled is None:
+                self.misses += 1
+            return assembled
         self.hits += 1
         return wire[:2] + value
 
@@ -221,4 +228,5 @@ class FastAnswerer:
             and (wire[2] & _RD or not shape[1])
         ):
             self.remember(wire, shape, reply)
+            self.templates.learn(wire, shape, zones, reply)
         return reply

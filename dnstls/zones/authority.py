@@ -18,6 +18,7 @@ holds them, and ANY is answered with one RRset.
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -47,8 +48,60 @@ RRSIG = dns.rdatatype.RRSIG
 MAX_CHAIN = 16
 
 _WILDCARD = b"*"
+#: The wire form of a wildcard label, as a key prefix.
+_WILDCARD_KEY = b"\x01*"
+
+#: Types whose RDATA holds no name dnspython would compress, and whose
+#: answers carry no additional section: their answer at an existing name
+#: is the same octets whoever asks (see L{AuthoritativeZone.classify}).
+PLAIN_TYPES = frozenset(
+    {
+        A,
+        AAAA,
+        dns.rdatatype.TXT,
+        dns.rdatatype.SPF,
+        dns.rdatatype.CAA,
+        dns.rdatatype.SSHFP,
+        dns.rdatatype.TLSA,
+        dns.rdatatype.HINFO,
+    }
+)
 
 RRsets = dict[int, dns.rrset.RRset]
+
+
+def key(name: dns.name.Name) -> bytes:
+    """
+    The key of C{name} in a zone's tables: its wire form in lower case,
+    uncompressed, as a query's name lower-cased with C{bytes.lower} gives
+    it (DNS compares names in ASCII case only, as C{bytes.lower} changes
+    only ASCII letters, and no label length octet is a letter).
+    """
+    return name.to_digestable()
+
+
+def label_starts(wire: bytes) -> list[int]:
+    """
+    The offsets of the labels of the uncompressed wire name C{wire}, the
+    root's zero octet last: C{wire[i:]} for each is a suffix of the name.
+    """
+    starts = []
+    offset = 0
+    while True:
+        starts.append(offset)
+        length = wire[offset]
+        if length == 0:
+            return starts
+        offset += length + 1
+
+
+class Fast(enum.Enum):
+    """
+    The negative outcomes L{AuthoritativeZone.classify} can tell at once.
+    """
+
+    NODATA = "nodata"
+    NXDOMAIN = "nxdomain"
 
 
 class Outcome(enum.Enum):
@@ -105,10 +158,15 @@ class AuthoritativeZone:
         """
         assert zone.origin is not None
         self.origin: dns.name.Name = zone.origin
-        self._nodes: dict[dns.name.Name, RRsets] = {}
-        self._names: set[dns.name.Name] = set()
-        self._cuts: set[dns.name.Name] = set()
-        self._dnames: set[dns.name.Name] = set()
+        self._apex = key(self.origin)
+        self._nodes: dict[bytes, RRsets] = {}
+        self._names: set[bytes] = set()
+        self._cuts: set[bytes] = set()
+        self._dnames: set[bytes] = set()
+        #: the rendered answers of L{classify}, by type then key
+        self._plain: dict[int, dict[bytes, bytes]] = {}
+        apex_length = len(self._apex)
+        names = self._names
         for owner, node in zone.nodes.items():
             rrsets: RRsets = {}
             for rdataset in node.rdatasets:
@@ -117,17 +175,21 @@ class AuthoritativeZone:
                 rrset = dns.rrset.RRset(owner, rdataset.rdclass, rdataset.rdtype)
                 rrset.update(rdataset)
                 rrsets[rdataset.rdtype] = rrset
-            self._nodes[owner] = rrsets
-            name = owner
-            while name != self.origin and name not in self._names:
-                self._names.add(name)
-                name = name.parent()
-            if NS in rrsets and owner != self.origin:
-                self._cuts.add(owner)
+            owner_key = key(owner)
+            self._nodes[owner_key] = rrsets
+            offset = 0
+            while len(owner_key) - offset > apex_length:
+                suffix = owner_key[offset:] if offset else owner_key
+                if suffix in names:
+                    break
+                names.add(suffix)
+                offset += owner_key[offset] + 1
+            if NS in rrsets and owner_key != self._apex:
+                self._cuts.add(owner_key)
             if DNAME in rrsets:
-                self._dnames.add(owner)
-        self._names.add(self.origin)
-        apex = self._nodes[self.origin]
+                self._dnames.add(owner_key)
+        names.add(self._apex)
+        apex = self._nodes[self._apex]
         soa_rrset = apex[SOA]
         soa = soa_rrset[0]
         assert isinstance(soa, dns.rdtypes.ANY.SOA.SOA)
@@ -135,7 +197,19 @@ class AuthoritativeZone:
         self._negative_soa = dns.rrset.RRset(self.origin, IN, SOA)
         self._negative_soa.update(soa_rrset)
         self._negative_soa.update_ttl(min(soa_rrset.ttl, soa.minimum))
-        self._has_wildcards = any(n.labels[0] == _WILDCARD for n in self._nodes)
+        self._has_wildcards = any(k.startswith(_WILDCARD_KEY) for k in self._nodes)
+        self._redirects = bool(self._cuts or self._dnames)
+        #: names below the apex that the negative answer's SOA RDATA ends
+        #: in: a question ending in one of them is compressed differently
+        self.negative_suffixes: frozenset[bytes] = frozenset(
+            suffix
+            for target in (soa.mname, soa.rname)
+            if target.is_subdomain(self.origin)
+            for wire in (key(target),)
+            for start in label_starts(wire)
+            if len(wire) - start > apex_length
+            for suffix in (wire[start:],)
+        )
 
     def same_data(self, other: AuthoritativeZone) -> bool:
         """
@@ -144,12 +218,77 @@ class AuthoritativeZone:
         """
         return self.origin == other.origin and self._records() == other._records()
 
-    def _records(self) -> set[tuple[dns.name.Name, int, int, frozenset[dns.rdata.Rdata]]]:
+    def _records(self) -> set[tuple[bytes, int, int, frozenset[dns.rdata.Rdata]]]:
         return {
             (owner, rdtype, rrset.ttl, frozenset(rrset))
             for owner, rrsets in self._nodes.items()
             for rdtype, rrset in rrsets.items()
         }
+
+    @property
+    def apex_key(self) -> bytes:
+        """
+        The key (see L{key}) of the zone's apex.
+        """
+        return self._apex
+
+    def classify(self, qkey: bytes, starts: list[int], qtype: int) -> bytes | Fast | None:
+        """
+        What L{lookup} would answer, when that can be told from C{qkey}
+        alone and is one of the plain cases: the answer section of an
+        existing name for a type of L{PLAIN_TYPES} (ANCOUNT's two octets,
+        then its records, each owned by a pointer to the question), or a
+        negative answer (L{Fast}) at a name that is neither at nor below a
+        zone cut, a DNAME or a wildcard.  C{None} for everything else
+        (DS, ANY, CNAME, referrals, wildcards, glue): L{lookup} answers it.
+
+        @param qkey: the question's name in lower case (see L{key}), in
+            this zone.
+        @param starts: the offsets in C{qkey} of its labels below the apex.
+        """
+        if self._redirects:
+            if qtype == DS:
+                return None
+            cuts, dnames = self._cuts, self._dnames
+            if qkey == self._apex:
+                return self._at(qkey, starts, qtype)
+            for start in starts:
+                suffix = qkey[start:]
+                if suffix in cuts or (start and suffix in dnames):
+                    return None
+            if self._apex in dnames:
+                return None
+        return self._at(qkey, starts, qtype)
+
+    def _at(self, qkey: bytes, starts: list[int], qtype: int) -> bytes | Fast | None:
+        """
+        L{classify} once no cut or DNAME is in the way.
+        """
+        rrsets = self._nodes.get(qkey)
+        if rrsets is None:
+            names = self._names
+            if qkey in names:
+                return Fast.NODATA
+            if self._has_wildcards:
+                encloser = self._apex
+                for start in starts[1:]:
+                    if qkey[start:] in names:
+                        encloser = qkey[start:]
+                        break
+                if _WILDCARD_KEY + encloser in self._nodes:
+                    return None
+            return Fast.NXDOMAIN
+        if qtype in rrsets:
+            if qtype not in PLAIN_TYPES:
+                return None
+            rendered = self._plain.setdefault(qtype, {})
+            answer = rendered.get(qkey)
+            if answer is None:
+                answer = rendered[qkey] = _plain_answer(rrsets[qtype])
+            return answer
+        if CNAME in rrsets or qtype == ANY or qtype == DS:
+            return None
+        return Fast.NODATA
 
     def lookup(self, qname: dns.name.Name, qtype: int) -> LookupResult:
         """
@@ -160,15 +299,11 @@ class AuthoritativeZone:
         seen: set[dns.name.Name] = set()
         name = qname
         while True:
-            target = self._step(name, qtype, result)
+            target = self._step(name, key(name), qtype, result)
             if target is None:
                 break
             seen.add(name)
-            if (
-                target in seen
-                or len(seen) >= MAX_CHAIN
-                or not target.is_subdomain(self.origin)
-            ):
+            if target in seen or len(seen) >= MAX_CHAIN or not target.is_subdomain(self.origin):
                 result.outcome = Outcome.ANSWER
                 break
             name = target
@@ -178,13 +313,14 @@ class AuthoritativeZone:
         return result
 
     def _step(
-        self, name: dns.name.Name, qtype: int, result: LookupResult
+        self, name: dns.name.Name, name_key: bytes, qtype: int, result: LookupResult
     ) -> dns.name.Name | None:
         """
-        Look up one name of a chain, adding to C{result}.  Return the next
-        name of the chain, or C{None} when the lookup ended.
+        Look up one name of a chain (C{name_key} is its L{key}), adding to
+        C{result}.  Return the next name of the chain, or C{None} when the
+        lookup ended.
         """
-        redirect = self._find_cut_or_dname(name, qtype)
+        redirect = self._find_cut_or_dname(name_key, qtype)
         if redirect is not None:
             owner, rrsets = redirect
             if NS in rrsets and owner in self._cuts:
@@ -192,34 +328,34 @@ class AuthoritativeZone:
                 result.authority.append(rrsets[NS])
                 return None
             return self._synthesize_dname(name, rrsets[DNAME], result)
-        node = self._nodes.get(name)
+        node = self._nodes.get(name_key)
         if node is None:
-            if name in self._names:
+            if name_key in self._names:
                 result.outcome = Outcome.NODATA
                 return None
-            node = self._wildcard_for(name)
+            node = self._wildcard_for(name_key)
             if node is None:
                 result.outcome = Outcome.NXDOMAIN
                 return None
         return self._answer_from_node(name, node, qtype, result)
 
-    def _find_cut_or_dname(
-        self, name: dns.name.Name, qtype: int
-    ) -> tuple[dns.name.Name, RRsets] | None:
+    def _find_cut_or_dname(self, name_key: bytes, qtype: int) -> tuple[bytes, RRsets] | None:
         """
         The highest zone cut or DNAME owner on the way from the apex down to
-        C{name}.  A cut at C{name} itself counts unless the question is for
-        DS, which the parent side of the cut answers; a DNAME counts only
-        strictly above C{name}.
+        the name whose key is C{name_key}.  A cut at the name itself counts
+        unless the question is for DS, which the parent side of the cut
+        answers; a DNAME counts only strictly above the name.
         """
-        if not self._cuts and not self._dnames:
+        if not self._redirects:
             return None
-        depth = len(self.origin.labels)
-        for labels in range(depth, len(name.labels) + 1):
-            _, ancestor = name.split(labels)
-            if ancestor in self._cuts and not (ancestor == name and qtype == DS):
+        apex_length = len(self._apex)
+        for start in reversed(label_starts(name_key)):
+            ancestor = name_key[start:]
+            if len(ancestor) < apex_length:
+                continue
+            if ancestor in self._cuts and not (start == 0 and qtype == DS):
                 return ancestor, self._nodes[ancestor]
-            if ancestor in self._dnames and ancestor != name:
+            if ancestor in self._dnames and start != 0:
                 return ancestor, self._nodes[ancestor]
         return None
 
@@ -243,17 +379,18 @@ class AuthoritativeZone:
         result.outcome = Outcome.ANSWER
         return target
 
-    def _wildcard_for(self, name: dns.name.Name) -> RRsets | None:
+    def _wildcard_for(self, name_key: bytes) -> RRsets | None:
         """
-        The RRsets of the wildcard that covers C{name}, which does not exist,
-        if its closest encloser has one (RFC 4592 section 3.3.1).
+        The RRsets of the wildcard that covers the name whose key is
+        C{name_key}, which does not exist, if its closest encloser has one
+        (RFC 4592 section 3.3.1).
         """
         if not self._has_wildcards:
             return None
-        encloser = name.parent()
+        encloser = name_key[name_key[0] + 1 :]
         while encloser not in self._names:
-            encloser = encloser.parent()
-        return self._nodes.get(dns.name.Name((_WILDCARD, *encloser.labels)))
+            encloser = encloser[encloser[0] + 1 :]
+        return self._nodes.get(_WILDCARD_KEY + encloser)
 
     def _answer_from_node(
         self, owner: dns.name.Name, rrsets: RRsets, qtype: int, result: LookupResult
@@ -309,18 +446,37 @@ class AuthoritativeZone:
         """
         The C{rdtype} RRset at C{name}, glue included, if there is one.
         """
-        rrsets = self._nodes.get(name)
+        rrsets = self._nodes.get(key(name))
         return rrsets.get(rdtype) if rrsets else None
 
     def _below_cut(self, name: dns.name.Name) -> bool:
         """
         Whether C{name} is at or below a zone cut, so its data is glue.
         """
-        while name != self.origin:
-            if name in self._cuts:
-                return True
-            name = name.parent()
-        return False
+        if not self._cuts:
+            return False
+        name_key = key(name)
+        apex_length = len(self._apex)
+        return any(
+            name_key[start:] in self._cuts
+            for start in label_starts(name_key)
+            if len(name_key) - start > apex_length
+        )
+
+
+def _plain_answer(rrset: dns.rrset.RRset) -> bytes:
+    """
+    ANCOUNT and the answer records of C{rrset} as dnspython's renderer
+    writes them after a question for the same name: each owner a pointer
+    to the question (offset 12), the RDATA uncompressed (L{PLAIN_TYPES}
+    hold no compressible name), in the RRset's order.
+    """
+    head = struct.pack("!HHI", rrset.rdtype, rrset.rdclass, rrset.ttl)
+    parts = [struct.pack("!H", len(rrset))]
+    for rdata in rrset:
+        data = rdata.to_wire()
+        parts.append(b"\xc0\x0c" + head + struct.pack("!H", len(data)) + data)
+    return b"".join(parts)
 
 
 def _renamed(rrset: dns.rrset.RRset, owner: dns.name.Name) -> dns.rrset.RRset:

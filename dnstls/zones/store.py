@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 import dns.name
 import dns.rdatatype
 
-from dnstls.zones.authority import AuthoritativeZone
+from dnstls.zones.authority import AuthoritativeZone, key
 
 DS = dns.rdatatype.DS
 
@@ -29,15 +29,21 @@ class ZoneStore:
             cannot serve (their files failed to load): see L{unavailable}.
         """
         self._zones: dict[dns.name.Name, AuthoritativeZone] = {}
+        #: origins by key (see L{dnstls.zones.authority.key}); C{None} for
+        #: an unavailable one
+        self.keys: dict[bytes, AuthoritativeZone | None] = {}
         for zone in zones:
             self.add(zone)
         self._unavailable = frozenset(unavailable) - self._zones.keys()
+        for origin in self._unavailable:
+            self.keys[key(origin)] = None
 
     def add(self, zone: AuthoritativeZone) -> None:
         """
         Serve C{zone}, replacing any zone with the same origin.
         """
         self._zones[zone.origin] = zone
+        self.keys[zone.apex_key] = zone
 
     def __len__(self) -> int:
         return len(self._zones)

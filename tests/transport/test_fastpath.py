@@ -340,7 +340,7 @@ def test_udp_miss_looks_up_once(handler: Handler) -> None:
 @pytest.mark.parametrize("kind", [Transport.TCP, Transport.TLS])
 def test_stream_protocol_from_cache(handler: Handler, kind: Transport) -> None:
     """On a stream, pipelined repeated questions get the handler's replies, in order, with their
-    IDs and the connection's keepalive, the repeats from the cache."""
+    IDs and the connection's keepalive, the repeats from the cache or its templates."""
     fast = FastAnswerer(make_handler())
     factory = DNSStreamFactory(fast, Clock(), kind)
     protocol = factory.buildProtocol(_Address())
@@ -358,7 +358,10 @@ def test_stream_protocol_from_cache(handler: Handler, kind: Transport) -> None:
     replies = FrameDecoder().feed(transport.value())
     context = QueryContext(kind, ("192.0.2.7", 40000), keepalive=100)
     assert replies == [handler.handle(q.to_wire(), context) for q in queries]
-    assert fast.hits == 4
+    # over TLS a query with options may be padded: an answer of another
+    # length is not assembled from the first one's frame
+    handled = 1 if kind is Transport.TCP else 2
+    assert (fast.misses, fast.hits + fast.templates.assembled) == (handled, 6 - handled)
 
 
 class _Address:
