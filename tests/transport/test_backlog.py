@@ -160,6 +160,44 @@ def test_reading_client_resets_stall(handler: Handler) -> None:
     assert reply_ids(bytes(transport.taken)) == list(range(10))
 
 
+def test_slow_reader_kept_while_it_drains(handler: Handler) -> None:
+    """A client taking 4 kB per 100 ms, pauses outlasting the 1 s idle timeout, keeps it and gets all."""
+    clock = Clock()
+    factory = DNSStreamFactory(handler, clock, idle_timeout=1, backlog=Backlog(per_connection=65536))
+    transport = FakeTCP()
+    protocol = connect(factory, transport)
+    protocol.dataReceived(b"".join(big_query(n) for n in range(200)))
+    assert protocol.paused
+    longest = paused_for = 0.0
+    for _ in range(200):
+        clock.advance(0.1)
+        transport.take(4096)
+        paused_for = paused_for + 0.1 if protocol.paused else 0.0
+        longest = max(longest, paused_for)
+        if len(reply_ids(bytes(transport.taken))) == 200:
+            break
+    assert longest > 1.5  # the client was slower than the idle timeout
+    assert not transport.aborted and not transport.disconnecting
+    assert reply_ids(bytes(transport.taken)) == list(range(200))
+
+
+def test_reader_that_stops_aborted_one_idle_timeout_later(handler: Handler) -> None:
+    """A paused client that reads a while, then stops, is aborted an idle timeout after its last read."""
+    clock = Clock()
+    factory = DNSStreamFactory(handler, clock, idle_timeout=1, backlog=Backlog(per_connection=65536))
+    transport = FakeTCP()
+    protocol = connect(factory, transport)
+    protocol.dataReceived(b"".join(big_query(n) for n in range(200)))
+    for _ in range(15):
+        clock.advance(0.1)
+        transport.take(4096)
+    assert protocol.paused and not transport.aborted
+    clock.advance(0.9)
+    assert not transport.aborted
+    clock.advance(1.1)
+    assert transport.aborted and not transport.disconnecting
+
+
 class Holding:
     """A connection holding a given number of unsent octets."""
 
