@@ -20,10 +20,15 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from dnstls.certs import generate_self_signed
 from dnstls.handler import Handler
+from dnstls.testing.faults import FaultInjector, Faults
+from dnstls.testing.querylog import QueryLog
 from dnstls.transport.backlog import Backlog
 from dnstls.transport.framing import frame
 from dnstls.transport.stream import DNSStreamFactory, DNSStreamProtocol
+from dnstls.transport.tls import TLSPolicy
+from dnstls.transport.upgrade import Upgrade, UpgradePolicy
 from tests.support import ZONES, load_store
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
@@ -128,6 +133,38 @@ def test_over_bound_pauses_and_waiting_queries_answered_later(handler: Handler) 
     assert reply_ids(bytes(transport.taken)) == list(range(100))
     assert transport.reading and transport.producer is None
     assert protocol.unsent() == 0
+
+
+def slow_path_factory(handler: Handler, clock: Clock, path: str) -> DNSStreamFactory:
+    """
+    A factory with a 16 kB bound whose replies go one by one: through the
+    test kit's hooks (a C{--control} server), or, on TCP/53 that may be
+    upgraded, in the read that brings the first query.
+    """
+    backlog = Backlog(per_connection=16384)
+    if path == "hooks":
+        hooks = FaultInjector(Faults(), QueryLog(), clock)
+        return DNSStreamFactory(handler, clock, backlog=backlog, hooks=hooks)
+    upgrade = Upgrade(UpgradePolicy.PROBE, TLSPolicy([generate_self_signed(("dns.example.test",))]), 30)
+    return DNSStreamFactory(handler, clock, backlog=backlog, upgrade=upgrade)
+
+
+@pytest.mark.parametrize("path", ["hooks", "first-read"])
+def test_replies_one_by_one_written_a_bound_at_a_time(handler: Handler, path: str) -> None:
+    """Replies written one by one stop at the bound as fast-path ones do; the rest come in order later."""
+    clock = Clock()
+    factory = slow_path_factory(handler, clock, path)
+    transport = FakeTCP()
+    protocol = connect(factory, transport)
+    protocol.dataReceived(b"".join(big_query(n) for n in range(100)))
+    assert protocol.paused and not transport.reading
+    buffered = bytes(transport.dataBuffer[transport.offset :]) + b"".join(transport._tempDataBuffer)
+    assert 8 <= len(reply_ids(buffered)) <= 10
+    while protocol.paused:
+        transport.take(10**9)
+    transport.take(10**9)
+    assert reply_ids(bytes(transport.taken)) == list(range(100))
+    assert transport.reading and protocol.unsent() == 0
 
 
 def test_paused_connection_aborted_after_idle_timeout(handler: Handler) -> None:
