@@ -100,7 +100,7 @@ PARAMETERS: list[list[Any]] = [
         None,
         DEFAULT_MAX_UNSENT,
         "Stop reading a TCP or TLS connection holding more than this many octets of replies its "
-        "client has not read, until it reads them; abort it if it has not after its idle timeout.",
+        "client has not read, until it reads them; abort it if it reads none for its idle timeout.",
         positive(int, "max-unsent-per-connection"),
     ],
     [

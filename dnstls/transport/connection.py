@@ -18,8 +18,13 @@ the connection stops reading: it becomes the streaming producer of its
 transport (the TCP one, or the TLS layer over it), paused, which Twisted
 resumes once the client has taken every reply queued.  The queries not
 yet answered wait, those read in the connection and the rest in the
-kernel, and are answered then, in order.  A connection whose replies stay
-over the bound for its idle timeout is aborted: its client reads nothing.
+kernel, and are answered then, in order.
+
+The idle clock running out with replies still unread (in Twisted's buffer
+or the kernel's: a slow reader, or one reading nothing) closes nothing yet:
+the connection stays as long as its client takes some of them every idle
+timeout, however slowly it reads, and is aborted once it has taken none
+for one (a graceful close would wait for them to be read).
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class StreamConnection(Protocol, Pausing, Eviction):
         self._tcp: Connection | None = None
         self._producing = False
         self.paused = False
+        self._stall_mark: int | None = None
         self.io_timeout = factory.io_timeout
         self.kind = factory.transport_kind
         hooks = factory.hooks
@@ -215,10 +221,17 @@ class StreamConnection(Protocol, Pausing, Eviction):
         """
         transport = self.transport
         assert transport is not None
+        mark = self._stall_mark
+        if mark is not None:
+            # an answer owed comes while paused: what it adds to the
+            # replies unread is no sign of a stall (L{Pausing.stalled})
+            mark -= self.unsent()
         if self.kind is Transport.TCP:
             write_now(transport, self._socket, data)
         else:
             transport.write(data)
+        if mark is not None and self._stall_mark is not None:
+            self._stall_mark = mark + self.unsent()
         tcp = self._tcp
         if tcp is not None:
             held = queued(tcp)
@@ -241,6 +254,8 @@ class StreamConnection(Protocol, Pausing, Eviction):
         (Re)start the idle clock, which runs only while no answer is owed.
         """
         idle = self._idle
+        if not self.paused:
+            self._stall_mark = None
         self.factory.limits.active(self)
         if self._owed == 0 and not self.closed and not self._closing:
             timeout = self._timeout_now()
@@ -259,13 +274,15 @@ class StreamConnection(Protocol, Pausing, Eviction):
         self._idle = None
         if self._owed:
             return
-        if self.paused:
-            # a graceful close would wait for the replies to be read
-            self.log.debug(
-                "aborting stream from {peer}: {unsent} octets of replies unread",
-                peer=self.peer, unsent=self.unsent(),
-            )
-            self._force_close()
+        left = self.unread()
+        if left or self.paused:
+            if self.stalled(left):
+                # a graceful close would wait for the replies to be read
+                self.log.debug(
+                    "aborting stream from {peer}: {unread} octets of replies unread",
+                    peer=self.peer, unread=left,
+                )
+                self._force_close()
             return
         self.log.debug("closing idle stream from {peer}", peer=self.peer)
         self._close()

@@ -10,6 +10,9 @@ L{dnstls.transport.connection.StreamConnection}, of which this is a part.
 
 from __future__ import annotations
 
+import fcntl
+import struct
+import termios
 from typing import TYPE_CHECKING, Any
 
 from dnstls.context import Transport
@@ -19,6 +22,17 @@ if TYPE_CHECKING:
     from twisted.internet.tcp import Connection
 
     from dnstls.transport.stream import DNSStreamFactory
+
+
+#: The least a client must take of its replies unread each idle timeout
+#: (or all of them, if fewer are left) to keep its connection: more than
+#: the room a client that reads nothing may still find in its kernel's
+#: receive buffer, and so a reader of 1.6 kB/s under a 10 s idle timeout.
+MIN_PROGRESS = 16384
+
+#: The C{ioctl} that tells what a socket's send queue holds (Linux's
+#: C{SIOCOUTQ}).
+_OUTQ: int = getattr(termios, "TIOCOUTQ", 0x5411)
 
 
 class Pausing:
@@ -36,6 +50,10 @@ class Pausing:
     _tcp: Connection | None
     _producing: bool
     paused: bool
+    #: what was unread when the idle clock last ran out with replies
+    #: unread, or reading paused; C{None} once it starts again for
+    #: anything else
+    _stall_mark: int | None
 
     if TYPE_CHECKING:
 
@@ -63,6 +81,42 @@ class Pausing:
         if self.kind is Transport.TLS:
             held += sum(len(b) for b in getattr(self.transport, "_appSendBuffer", ()))
         return held
+
+    def unread(self) -> int:
+        """
+        The octets of replies written that the client has not taken yet:
+        those L{unsent}, and those in the kernel's send queue (sent and not
+        acknowledged, or not sent); one C{ioctl}, asked only when the idle
+        clock runs out.
+        """
+        held = self.unsent()
+        tcp = self._tcp
+        sock = getattr(tcp, "socket", None) if tcp is not None else None
+        if sock is not None:
+            try:
+                raw = fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0")
+                held += struct.unpack("i", raw)[0]
+            except (OSError, ValueError):
+                pass
+        return held
+
+    def stalled(self, left: int) -> bool:
+        """
+        Whether the client has taken less than L{MIN_PROGRESS} of its
+        replies (unless that was all) since the idle clock last ran out
+        with replies unread, or since reading paused; C{left} octets are
+        L{unread} now, as the clock runs out again.  If it has taken that
+        much, or this is the first time, the clock starts again from what
+        is left: a client that reads, however slowly, keeps its
+        connection; one that reads nothing is aborted
+        (L{dnstls.transport.connection}).
+        """
+        mark = self._stall_mark
+        if mark is not None and left > max(0, mark - MIN_PROGRESS):
+            return True
+        self._start_idle()
+        self._stall_mark = left
+        return False
 
     def hold(self) -> None:
         """
@@ -93,6 +147,7 @@ class Pausing:
             pause()
         self._track_message(0)
         self._start_idle()
+        self._stall_mark = self.unread()
 
     def resumeProducing(self) -> None:
         """

@@ -194,19 +194,27 @@ class DNSStreamProtocol(StreamConnection):
         waiting = self._waiting
         if waiting is not None:
             self._waiting = None
-            self._answer_all(waiting)
+            starttls = self.starttls
+            if self.factory.hooks is None and (starttls is None or not starttls.gated):
+                self._answer_all(waiting)
+            else:
+                self._answer_each(waiting)
 
     def _answer_each(self, messages: list[bytes]) -> bool:
         """
         Answer C{messages} one by one, deciding the upgrade on the first
         query of a TCP/53 connection and letting the hooks have their say.
+        Once the replies written pass the connection's bound, reading
+        pauses and the rest wait to be answered on resume, as on the fast
+        path (L{_answer_all}); replies the hooks hold back to reverse are
+        written together at the end.
 
         @return: whether the connection goes on as a clear-text stream
             (C{False} once it is being upgraded or is closed).
         """
         hooks = self.factory.hooks
         held: list[bytes] | None = [] if hooks and hooks.reverse() and len(messages) > 1 else None
-        for message in messages:
+        for index, message in enumerate(messages):
             if self.closed:
                 return False
             self._start_idle()
@@ -222,6 +230,9 @@ class DNSStreamProtocol(StreamConnection):
                     held.append(reply)
                 else:
                     self._send(reply)
+                    if self.paused:
+                        self._waiting = messages[index + 1 :]
+                        break
         for reply in reversed(held or []):
             self._send(reply)
         return True

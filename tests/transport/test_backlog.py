@@ -20,10 +20,15 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from dnstls.certs import generate_self_signed
 from dnstls.handler import Handler
+from dnstls.testing.faults import FaultInjector, Faults
+from dnstls.testing.querylog import QueryLog
 from dnstls.transport.backlog import Backlog
 from dnstls.transport.framing import frame
 from dnstls.transport.stream import DNSStreamFactory, DNSStreamProtocol
+from dnstls.transport.tls import TLSPolicy
+from dnstls.transport.upgrade import Upgrade, UpgradePolicy
 from tests.support import ZONES, load_store
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40000)
@@ -130,6 +135,38 @@ def test_over_bound_pauses_and_waiting_queries_answered_later(handler: Handler) 
     assert protocol.unsent() == 0
 
 
+def slow_path_factory(handler: Handler, clock: Clock, path: str) -> DNSStreamFactory:
+    """
+    A factory with a 16 kB bound whose replies go one by one: through the
+    test kit's hooks (a C{--control} server), or, on TCP/53 that may be
+    upgraded, in the read that brings the first query.
+    """
+    backlog = Backlog(per_connection=16384)
+    if path == "hooks":
+        hooks = FaultInjector(Faults(), QueryLog(), clock)
+        return DNSStreamFactory(handler, clock, backlog=backlog, hooks=hooks)
+    upgrade = Upgrade(UpgradePolicy.PROBE, TLSPolicy([generate_self_signed(("dns.example.test",))]), 30)
+    return DNSStreamFactory(handler, clock, backlog=backlog, upgrade=upgrade)
+
+
+@pytest.mark.parametrize("path", ["hooks", "first-read"])
+def test_replies_one_by_one_written_a_bound_at_a_time(handler: Handler, path: str) -> None:
+    """Replies written one by one stop at the bound as fast-path ones do; the rest come in order later."""
+    clock = Clock()
+    factory = slow_path_factory(handler, clock, path)
+    transport = FakeTCP()
+    protocol = connect(factory, transport)
+    protocol.dataReceived(b"".join(big_query(n) for n in range(100)))
+    assert protocol.paused and not transport.reading
+    buffered = bytes(transport.dataBuffer[transport.offset :]) + b"".join(transport._tempDataBuffer)
+    assert 8 <= len(reply_ids(buffered)) <= 10
+    while protocol.paused:
+        transport.take(10**9)
+    transport.take(10**9)
+    assert reply_ids(bytes(transport.taken)) == list(range(100))
+    assert transport.reading and protocol.unsent() == 0
+
+
 def test_paused_connection_aborted_after_idle_timeout(handler: Handler) -> None:
     """A connection whose replies stay unread for its idle timeout is aborted, not closed gracefully."""
     clock = Clock()
@@ -158,6 +195,44 @@ def test_reading_client_resets_stall(handler: Handler) -> None:
             break
     assert not transport.aborted and not transport.disconnecting
     assert reply_ids(bytes(transport.taken)) == list(range(10))
+
+
+def test_slow_reader_kept_while_it_drains(handler: Handler) -> None:
+    """A client taking 4 kB per 100 ms, pauses outlasting the 1 s idle timeout, keeps it and gets all."""
+    clock = Clock()
+    factory = DNSStreamFactory(handler, clock, idle_timeout=1, backlog=Backlog(per_connection=65536))
+    transport = FakeTCP()
+    protocol = connect(factory, transport)
+    protocol.dataReceived(b"".join(big_query(n) for n in range(200)))
+    assert protocol.paused
+    longest = paused_for = 0.0
+    for _ in range(200):
+        clock.advance(0.1)
+        transport.take(4096)
+        paused_for = paused_for + 0.1 if protocol.paused else 0.0
+        longest = max(longest, paused_for)
+        if len(reply_ids(bytes(transport.taken))) == 200:
+            break
+    assert longest > 1.5  # the client was slower than the idle timeout
+    assert not transport.aborted and not transport.disconnecting
+    assert reply_ids(bytes(transport.taken)) == list(range(200))
+
+
+def test_reader_that_stops_aborted_one_idle_timeout_later(handler: Handler) -> None:
+    """A paused client that reads a while, then stops, is aborted an idle timeout after its last read."""
+    clock = Clock()
+    factory = DNSStreamFactory(handler, clock, idle_timeout=1, backlog=Backlog(per_connection=65536))
+    transport = FakeTCP()
+    protocol = connect(factory, transport)
+    protocol.dataReceived(b"".join(big_query(n) for n in range(200)))
+    for _ in range(15):
+        clock.advance(0.1)
+        transport.take(4096)
+    assert protocol.paused and not transport.aborted
+    clock.advance(0.9)
+    assert not transport.aborted
+    clock.advance(1.1)
+    assert transport.aborted and not transport.disconnecting
 
 
 class Holding:

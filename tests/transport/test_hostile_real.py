@@ -269,3 +269,89 @@ def test_trickle_within_io_timeout_answered(
             (length,) = struct.unpack("!H", recv_exact(sock, 2))
             assert struct.unpack("!H", recv_exact(sock, length)[:2])[0] == qid
 
+
+
+#: The idle timeout, and the bound on unsent replies, of L{tight_server}.
+TIGHT_IDLE = 0.5
+TIGHT_BOUND = 65536
+
+
+@pytest.fixture(scope="module")
+def tight_server(leaf: tuple[Path, Path, Path]) -> Iterator[DnstlsProcess]:
+    """A dnstls on TCP and TLS with idle timeouts of 0.5 s and 64 kB of unsent replies per connection."""
+    _, cert, key = leaf
+    process = DnstlsProcess(
+        [
+            "--zones", str(ZONES), "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+            "--tls-cert", str(cert), "--tls-key", str(key),
+            "--tcp-idle-timeout", str(TIGHT_IDLE), "--tls-idle-timeout", str(TIGHT_IDLE),
+            "--max-unsent-per-connection", str(TIGHT_BOUND),
+        ]
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def read_slowly(
+    sock: socket.socket, count: int, chunk: int, pause: float, then: bytes = b"", at: int = 0
+) -> list[int]:
+    """
+    The ids of C{count} replies read from C{sock}, C{chunk} octets at most
+    every C{pause} seconds, C{then} sent once C{at} have come; within
+    L{TIMEOUT} of the last progress.
+    """
+    data, ids = b"", []
+    sock.settimeout(TIMEOUT)
+    while len(ids) < count:
+        time.sleep(pause)
+        got = sock.recv(chunk)
+        if not got:
+            raise ConnectionError(f"closed after {len(ids)} replies")
+        data += got
+        while len(data) >= 2 and len(data) >= 2 + struct.unpack("!H", data[:2])[0]:
+            length = struct.unpack("!H", data[:2])[0]
+            ids.append(struct.unpack("!H", data[2:4])[0])
+            data = data[2 + length :]
+            if then and len(ids) == at:
+                sock.sendall(then)
+    return ids
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+def test_slow_reader_outlasting_idle_timeout_kept(
+    tight_server: DnstlsProcess, leaf: tuple[Path, Path, Path], kind: str
+) -> None:
+    """A client reading 4 kB per 50 ms for many 0.5 s idle timeouts gets all answers, and one more after."""
+    count = 150  # some 285 kB of answers: about 3.5 s of reading
+    sock: socket.socket = small_receiver(tight_server.address(kind))
+    if kind == "tls":
+        ctx = ssl.create_default_context(cafile=str(leaf[0]))
+        sock = ctx.wrap_socket(sock, server_hostname=NAME)
+    with sock:
+        sock.sendall(b"".join(big_query(n) for n in range(count)))
+        start = time.monotonic()
+        ids = read_slowly(sock, count + 1, 4096, 0.05, big_query(count), count - 5)
+        elapsed = time.monotonic() - start
+    assert ids == list(range(count + 1))
+    assert elapsed > 4 * TIGHT_IDLE  # reading took many idle timeouts
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+def test_never_reader_still_cut_off_after_idle_timeout(
+    tight_server: DnstlsProcess, leaf: tuple[Path, Path, Path], kind: str
+) -> None:
+    """A client that floods queries and reads nothing is cut off within two idle timeouts of its flood."""
+    sock: socket.socket = small_receiver(tight_server.address(kind))
+    if kind == "tls":
+        ctx = ssl.create_default_context(cafile=str(leaf[0]))
+        sock = ctx.wrap_socket(sock, server_hostname=NAME)
+    with sock:
+        sent = flood(sock.send, 1000, 3.0)
+        start = time.monotonic()
+        while not gone(sock) and time.monotonic() - start < 5:
+            time.sleep(0.05)
+        assert sent >= 1000
+        assert gone(sock)
+        assert time.monotonic() - start < 2.5
