@@ -232,7 +232,7 @@ class _PlainReader:
             self.zone_key = origin.to_text().lower()
         self.last_name: dns.name.Name | None = origin
         self.last_key = self.zone_key
-        self.last_owner: str | None = "@"
+        self.last_owner: str | None = "@" if origin is not None else None
         self.last_ttl: int | None = None
         self.default_ttl: int | None = None
         self.default_from_soa = False
@@ -413,7 +413,12 @@ class _PlainReader:
         if ttl is None:
             ttl = self._implicit_ttl()
         at += 1
-        if rdtype == _A and len(tokens) == at + 1 and _CANONICAL_IPV4.fullmatch(tokens[at]):
+        if (
+            rdtype == _A
+            and not awkward
+            and len(tokens) == at + 1
+            and _CANONICAL_IPV4.fullmatch(tokens[at])
+        ):
             # what A's constructor makes of it, without parsing it twice
             rdata = _new_a()
             _set_rdclass(rdata, _IN)
