@@ -237,7 +237,9 @@ class _PlainReader:
         self.default_ttl: int | None = None
         self.default_from_soa = False
         self.names: dict[str, dns.name.Name] = {".": dns.name.root}
-        self.nodes: dict[str, tuple[dns.name.Name, dns.node.Node]] = {}
+        self.nodes: dict[str, dns.node.Node] = {}
+        #: the names of L{nodes}, in the same order
+        self.node_names: list[dns.name.Name] = []
 
     def _set_current(self, text: str) -> None:
         """
@@ -292,7 +294,7 @@ class _PlainReader:
             assert self.last_key is not None and self.last_name is not None
             self._record(self.last_key, self.last_name, tokens, 1, comment, awkward)
         zone = dns.zone.Zone(self.zone_origin, _IN, relativize=False)
-        zone.nodes = {name: node for name, node in self.nodes.values()}
+        zone.nodes = dict(zip(self.node_names, self.nodes.values(), strict=True))
         return zone
 
     def _directive(self, tokens: list[str]) -> None:
@@ -361,7 +363,9 @@ class _PlainReader:
         zone.
         """
         absolute = self._absolute(text)
-        key = absolute.lower()
+        # (the text itself when it is in lower case already: one string
+        # fewer kept for each node while the zone is read)
+        key = absolute if absolute.islower() else absolute.lower()
         zone_key = self.zone_key
         if zone_key is None:
             raise NotPlain("no origin")
@@ -439,13 +443,13 @@ class _PlainReader:
                         ttl = self._implicit_ttl()
         if ttl is None:
             raise NotPlain("no TTL")
-        found = self.nodes.get(key)
-        if found is None:
-            node = dns.node.Node()
+        node = self.nodes.get(key)
+        if node is None:
+            node = self.nodes[key] = dns.node.Node()
             node.rdatasets.append(_rdataset(rdtype, ttl, rdata))
-            self.nodes[key] = (name, node)
+            self.node_names.append(name)
         else:
-            _add(found[1].rdatasets, rdtype, ttl, rdata)
+            _add(node.rdatasets, rdtype, ttl, rdata)
 
     def _rdata(self, rdtype: int, fields: list[str], awkward: bool) -> dns.rdata.Rdata:
         """
