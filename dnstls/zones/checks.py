@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.zone
 
@@ -42,17 +43,21 @@ def check_zone(zone: dns.zone.Zone, lines: RecordLines, filename: str) -> None:
         raise ZoneError(f"{filename}: no SOA record at the apex {origin}")
     if apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS) is None:
         raise ZoneError(f"{filename}: no NS records at the apex {origin}")
+    # Every owner is at or below the origin: a name of the origin's length
+    # is the origin, one label longer has the origin for parent.
+    depth = len(origin.labels)
+    cuts: set[dns.name.Name] = set()
     for name, node in zone.nodes.items():
-        if name != origin and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.SOA):
+        if len(name.labels) == depth and name == origin:
+            continue
+        types = {rdataset.rdtype for rdataset in node.rdatasets if _plain(rdataset)}
+        if dns.rdatatype.SOA in types:
             raise ZoneError(
                 f"{lines.where(name, dns.rdatatype.SOA)}: SOA record at {name}, "
                 f"which is not the apex {origin}"
             )
-    cuts = {
-        name
-        for name, node in zone.nodes.items()
-        if name != origin and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS)
-    }
+        if dns.rdatatype.NS in types:
+            cuts.add(name)
     for cut in cuts:
         node = zone.nodes[cut]
         for rdataset in node.rdatasets:
@@ -62,9 +67,34 @@ def check_zone(zone: dns.zone.Zone, lines: RecordLines, filename: str) -> None:
                     f"{dns.rdatatype.to_text(rdataset.rdtype)} at {cut}, a zone cut, "
                     "where only NS, DS and glue belong"
                 )
+    if cuts:
+        _check_below_cuts(zone, cuts, lines, depth)
+
+
+def _plain(rdataset: dns.rdataset.Rdataset) -> bool:
+    """
+    Whether C{rdataset} is one C{node.get_rdataset(IN, rdtype)} finds: of
+    class IN and covering no type.
+    """
+    return (
+        rdataset.rdclass == dns.rdataclass.IN and rdataset.covers == dns.rdatatype.NONE
+    )
+
+
+def _check_below_cuts(
+    zone: dns.zone.Zone, cuts: set[dns.name.Name], lines: RecordLines, depth: int
+) -> None:
+    """
+    Refuse anything but glue addresses below one of the zone cuts C{cuts};
+    C{depth} is the number of labels of the zone's origin.
+    """
+    origin = zone.origin
     for name, node in zone.nodes.items():
-        parent = name.parent() if name != origin else None
-        while parent is not None and parent != origin:
+        if len(name.labels) <= depth + 1:
+            # the origin, or a name whose parent is the origin
+            continue
+        parent = name.parent()
+        while parent != origin:
             if parent in cuts:
                 for rdataset in node.rdatasets:
                     if rdataset.rdtype not in _GLUE:
