@@ -35,6 +35,7 @@ compression, nothing but an OPT after it), goes to the handler.
 
 from __future__ import annotations
 
+from dnstls.context import STREAM_LIMIT, UDP_CLASSIC, UDP_PAYLOAD
 from dnstls.zones.authority import AuthoritativeZone, Fast
 from dnstls.zones.store import ZoneStore
 
@@ -62,10 +63,6 @@ _RCODE = 0x0F
 #: What the counts after QDCOUNT of a negative answer are, without and
 #: with an OPT: the SOA alone in the authority section.
 _NEGATIVE_COUNTS = (b"\x00\x00\x00\x01\x00\x00", b"\x00\x00\x00\x01\x00\x01")
-#: Largest replies, as the handler limits them.
-_UDP_CLASSIC = 512
-_UDP_PAYLOAD = 1232
-_STREAM_LIMIT = 0xFFFF
 
 #: A positive frame: the flags octets, ARCOUNT, the OPT octets, the
 #: largest reply.
@@ -124,13 +121,7 @@ def read_plain(wire: bytes) -> Plain | None:
     if arcount == b"\x00\x00":
         if rest:
             return None
-    elif (
-        arcount != b"\x00\x01"
-        or len(rest) < 11
-        or rest[:3] != _OPT
-        or rest[6]
-        or len(rest) != 11 + (rest[9] << 8 | rest[10])
-    ):
+    elif arcount != b"\x00\x01" or not _is_opt(rest) or rest[6]:
         return None
     qtype = wire[end] << 8 | wire[end + 1]
     if qtype in _NOT_PLAIN:
@@ -139,16 +130,64 @@ def read_plain(wire: bytes) -> Plain | None:
     return Plain(end, wire[12:end].lower(), qtype, rest, starts)
 
 
+def _is_opt(octets: bytes) -> bool:
+    """
+    Whether C{octets} are one whole OPT record: the root name, TYPE 41,
+    and as much RDATA as its RDLENGTH says.
+    """
+    return (
+        len(octets) >= 11
+        and octets[:3] == _OPT
+        and len(octets) == 11 + (octets[9] << 8 | octets[10])
+    )
+
+
 def _limit(transport: str, rest: bytes) -> int:
     """
     The largest reply the handler gives a query on C{transport} whose OPT
     record is C{rest} (see L{dnstls.handler.Handler._limit}).
     """
     if transport != "udp":
-        return _STREAM_LIMIT
+        return STREAM_LIMIT
     if not rest:
-        return _UDP_CLASSIC
-    return max(_UDP_CLASSIC, min(rest[3] << 8 | rest[4], _UDP_PAYLOAD))
+        return UDP_CLASSIC
+    return max(UDP_CLASSIC, min(rest[3] << 8 | rest[4], UDP_PAYLOAD))
+
+
+def _frame_key(
+    wire: bytes, shape: tuple[object, ...], plain: Plain, zone: AuthoritativeZone, outcome: bytes | Fast
+) -> tuple[object, ...]:
+    """
+    What a frame for C{wire} is kept under: the shape, the flags, the type
+    and the OPT octets; for a negative answer also the zone, the outcome
+    and the name's length, on which its compression pointers depend.
+    """
+    if type(outcome) is bytes:
+        return (shape, wire[2:4], plain.qtype, plain.rest)
+    return (shape, wire[2:4], plain.qtype, plain.rest, zone, outcome, plain.end)
+
+
+def classify(zones: ZoneStore, plain: Plain) -> tuple[AuthoritativeZone, bytes | Fast] | None:
+    """
+    The zone of C{plain} and what it answers, when that is plain (see
+    L{AuthoritativeZone.classify}) and, for a negative answer, the name
+    ends in no name of the SOA's RDATA below the apex.
+    """
+    routed = zones.route(plain.qkey, plain.starts)
+    if routed is None:
+        return None
+    zone, below = routed
+    starts = plain.starts[:below]
+    outcome = zone.classify(plain.qkey, starts, plain.qtype)
+    if outcome is None:
+        return None
+    if isinstance(outcome, Fast) and zone.negative_suffixes:
+        qkey = plain.qkey
+        suffixes = zone.negative_suffixes
+        for start in starts:
+            if (qkey[start:] if start else qkey) in suffixes:
+                return None
+    return zone, outcome
 
 
 class Templates:
@@ -175,41 +214,6 @@ class Templates:
         """
         self._frames.clear()
 
-    def _route(self, zones: ZoneStore, plain: Plain) -> tuple[AuthoritativeZone, int] | None:
-        """
-        The zone that answers C{plain}, and how many of its labels are
-        below the zone's apex; C{None} for a name outside our zones or in
-        one that failed to load.
-        """
-        keys = zones.keys
-        qkey = plain.qkey
-        for index, start in enumerate(plain.starts):
-            suffix = qkey[start:] if start else qkey
-            if suffix in keys:
-                zone = keys[suffix]
-                return (zone, index) if zone is not None else None
-        return None
-
-    def _classify(self, zones: ZoneStore, plain: Plain) -> tuple[AuthoritativeZone, bytes | Fast] | None:
-        """
-        The zone of C{plain} and what it answers, when that is plain.
-        """
-        routed = self._route(zones, plain)
-        if routed is None:
-            return None
-        zone, below = routed
-        starts = plain.starts[:below]
-        outcome = zone.classify(plain.qkey, starts, plain.qtype)
-        if outcome is None:
-            return None
-        if isinstance(outcome, Fast) and zone.negative_suffixes:
-            qkey = plain.qkey
-            suffixes = zone.negative_suffixes
-            for start in starts:
-                if (qkey[start:] if start else qkey) in suffixes:
-                    return None
-        return zone, outcome
-
     def reply(self, wire: bytes, shape: tuple[object, ...], zones: ZoneStore) -> bytes | None:
         """
         The reply to C{wire} in C{shape} assembled from a frame, or
@@ -218,16 +222,16 @@ class Templates:
         plain = read_plain(wire)
         if plain is None:
             return None
-        classified = self._classify(zones, plain)
+        classified = classify(zones, plain)
         if classified is None:
             return None
         zone, outcome = classified
+        frame = self._frames.get(_frame_key(wire, shape, plain, zone, outcome))
+        if frame is None:
+            return None
         end = plain.end + 4
         if type(outcome) is bytes:
-            positive = self._frames.get((shape, wire[2:4], plain.qtype, plain.rest))
-            if positive is None:
-                return None
-            flags, arcount, opt, limit = positive  # type: ignore[misc]
+            flags, arcount, opt, limit = frame  # type: ignore[misc]
             reply = b"".join(
                 (
                     wire[:2],
@@ -244,12 +248,7 @@ class Templates:
             if len(reply) > limit:
                 return None
         else:
-            negative = self._frames.get(
-                (shape, wire[2:4], plain.qtype, plain.rest, zone, outcome, plain.end)
-            )
-            if negative is None:
-                return None
-            head, tail = negative  # type: ignore[misc]
+            head, tail = frame  # type: ignore[misc]
             reply = b"".join((wire[:2], head, wire[12:end], tail))
         self.assembled += 1
         return reply
@@ -263,7 +262,7 @@ class Templates:
         plain = read_plain(wire)
         if plain is None:
             return
-        classified = self._classify(zones, plain)
+        classified = classify(zones, plain)
         if classified is None:
             return
         zone, outcome = classified
@@ -291,17 +290,16 @@ class Templates:
                 or reply[8:10] != b"\x00\x00"
                 or reply[end : end + len(answers)] != answers
                 or reply[10:12] != (b"\x00\x01" if opt else b"\x00\x00")
-                or (opt and (opt[:3] != _OPT or len(opt) != 11 + (opt[9] << 8 | opt[10])))
+                or (opt and not _is_opt(opt))
             ):
                 return
-            key: tuple[object, ...] = (shape, wire[2:4], plain.qtype, plain.rest)
             frame = (reply[2:4], reply[10:12], opt, _limit(str(shape[0]), plain.rest))
         else:
             rcode = 3 if outcome is Fast.NXDOMAIN else 0
             if reply[3] & _RCODE != rcode or reply[6:12] != _NEGATIVE_COUNTS[bool(plain.rest)]:
                 return
-            key = (shape, wire[2:4], plain.qtype, plain.rest, zone, outcome, plain.end)
             frame = (reply[2:12], reply[end:])
+        key = _frame_key(wire, shape, plain, zone, outcome)
         if key in self._frames:
             return
         if len(self._frames) >= self.max_frames:

@@ -45,6 +45,22 @@ class ZoneStore:
         self._zones[zone.origin] = zone
         self.keys[zone.apex_key] = zone
 
+    def route(self, qkey: bytes, starts: list[int]) -> tuple[AuthoritativeZone, int] | None:
+        """
+        L{find} for a name by its key (see L{dnstls.zones.authority.key})
+        and the offsets of its labels, root last: the zone with the longest
+        origin that contains it, and how many of its labels are below that
+        origin; C{None} for a name outside our zones or in one that is
+        unavailable.  No DS rule: the caller asks for no DS.
+        """
+        keys = self.keys
+        for index, start in enumerate(starts):
+            suffix = qkey[start:] if start else qkey
+            if suffix in keys:
+                zone = keys[suffix]
+                return (zone, index) if zone is not None else None
+        return None
+
     def __len__(self) -> int:
         return len(self._zones)
 
