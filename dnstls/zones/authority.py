@@ -47,7 +47,6 @@ RRSIG = dns.rdatatype.RRSIG
 #: The longest CNAME/DNAME chain followed inside one zone (Knot DNS uses 20).
 MAX_CHAIN = 16
 
-_WILDCARD = b"*"
 #: The wire form of a wildcard label, as a key prefix.
 _WILDCARD_KEY = b"\x01*"
 
@@ -80,19 +79,18 @@ def key(name: dns.name.Name) -> bytes:
     return name.to_digestable()
 
 
-def label_starts(wire: bytes) -> list[int]:
+def suffixes_longer_than(wire: bytes, length: int) -> list[bytes]:
     """
-    The offsets of the labels of the uncompressed wire name C{wire}, the
-    root's zero octet last: C{wire[i:]} for each is a suffix of the name.
+    The suffixes of the uncompressed wire name C{wire} longer than
+    C{length} octets, C{wire} itself first: with an apex's length, the
+    name and its ancestors below the apex.
     """
-    starts = []
+    suffixes = []
     offset = 0
-    while True:
-        starts.append(offset)
-        length = wire[offset]
-        if length == 0:
-            return starts
-        offset += length + 1
+    while len(wire) - offset > length:
+        suffixes.append(wire[offset:] if offset else wire)
+        offset += wire[offset] + 1
+    return suffixes
 
 
 class Fast(enum.Enum):
@@ -177,13 +175,10 @@ class AuthoritativeZone:
                 rrsets[rdataset.rdtype] = rrset
             owner_key = key(owner)
             self._nodes[owner_key] = rrsets
-            offset = 0
-            while len(owner_key) - offset > apex_length:
-                suffix = owner_key[offset:] if offset else owner_key
+            for suffix in suffixes_longer_than(owner_key, apex_length):
                 if suffix in names:
                     break
                 names.add(suffix)
-                offset += owner_key[offset] + 1
             if NS in rrsets and owner_key != self._apex:
                 self._cuts.add(owner_key)
             if DNAME in rrsets:
@@ -204,11 +199,8 @@ class AuthoritativeZone:
         self.negative_suffixes: frozenset[bytes] = frozenset(
             suffix
             for target in (soa.mname, soa.rname)
+            for suffix in suffixes_longer_than(key(target), apex_length)
             if target.is_subdomain(self.origin)
-            for wire in (key(target),)
-            for start in label_starts(wire)
-            if len(wire) - start > apex_length
-            for suffix in (wire[start:],)
         )
 
     def same_data(self, other: AuthoritativeZone) -> bool:
@@ -348,14 +340,12 @@ class AuthoritativeZone:
         """
         if not self._redirects:
             return None
-        apex_length = len(self._apex)
-        for start in reversed(label_starts(name_key)):
-            ancestor = name_key[start:]
-            if len(ancestor) < apex_length:
-                continue
-            if ancestor in self._cuts and not (start == 0 and qtype == DS):
+        below = suffixes_longer_than(name_key, len(self._apex))
+        for ancestor in (self._apex, *reversed(below)):
+            itself = ancestor == name_key
+            if ancestor in self._cuts and not (itself and qtype == DS):
                 return ancestor, self._nodes[ancestor]
-            if ancestor in self._dnames and start != 0:
+            if ancestor in self._dnames and not itself:
                 return ancestor, self._nodes[ancestor]
         return None
 
@@ -455,12 +445,9 @@ class AuthoritativeZone:
         """
         if not self._cuts:
             return False
-        name_key = key(name)
-        apex_length = len(self._apex)
         return any(
-            name_key[start:] in self._cuts
-            for start in label_starts(name_key)
-            if len(name_key) - start > apex_length
+            ancestor in self._cuts
+            for ancestor in suffixes_longer_than(key(name), len(self._apex))
         )
 
 
