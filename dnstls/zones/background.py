@@ -14,7 +14,8 @@ stopped the reactor all the same while a zone of 100,000 records was read:
     reactor thread gives up the GIL for a system call, several times a
     query (up to 0.13 s for one over TCP).
 
-While a reload reads, L{reading} puts off full collections (the young
+While a zone is read (at start-up, and in the reload's thread), L{reading}
+puts off full collections (the young
 generations are still collected) and shortens the switch interval to
 L{SWITCH_INTERVAL}.  Zone data holds no reference cycles
 (L{dnstls.zones.reader} breaks the reader's), so a zone served no more is

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from bench.dnsbench.largezone import write_zone
 from dnstls.errors import ZoneError
+from dnstls.zones import zonefile
 from dnstls.zones.plain import read_plain
 from dnstls.zones.zonefile import (
     _states_origin,
@@ -130,22 +131,25 @@ def test_large_zone_reads_the_same(tmp_path: Path) -> None:
     assert shape(fast) == shape(load_zone_exactly(text, None, str(path)))
 
 
-def test_reading_pauses_the_collector(tmp_path: Path) -> None:
-    """The cyclic collector is off while a zone is read and on again after, also after a failure."""
-    states: list[bool] = []
-    gc.callbacks.append(lambda phase, info: states.append(gc.isenabled()))
-    try:
-        load_zone_text(HEAD, dns.name.from_text("p.test."))
-        assert gc.isenabled()
-        with pytest.raises(ZoneError):
-            load_zone_text(HEAD + "www CNAME a\nwww A 192.0.2.1\n", dns.name.from_text("p.test."))
-        assert gc.isenabled()
-        gc.disable()
-        load_zone_text(HEAD, dns.name.from_text("p.test."))
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-        gc.callbacks.pop()
+def test_reading_puts_off_full_collections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full collections are put off while a zone is read, and the collector's thresholds are as
+    they were after, also after a failure."""
+    seen: list[tuple[int, int, int]] = []
+    real = zonefile.read_plain
+
+    def watched(text: str, origin: dns.name.Name | None) -> object:
+        seen.append(gc.get_threshold())
+        return real(text, origin)
+
+    monkeypatch.setattr(zonefile, "read_plain", watched)
+    before = gc.get_threshold()
+    load_zone_text(HEAD, dns.name.from_text("p.test."))
+    assert gc.get_threshold() == before
+    with pytest.raises(ZoneError):
+        load_zone_text(HEAD + "www CNAME a\nwww A 192.0.2.1\n", dns.name.from_text("p.test."))
+    assert gc.get_threshold() == before
+    assert len(seen) == 2
+    assert all(threshold[2] > 2**30 for threshold in seen)
 
 
 HEAD = """\
