@@ -132,11 +132,8 @@ class DNSStreamProtocol(StreamConnection):
             # the queries left waiting are answered first
             self._waiting += messages
             messages = []
-        if messages and not self.closed:
-            if self.factory.hooks is None and (starttls is None or not starttls.gated):
-                self._answer_all(messages)
-            elif not self._answer_each(messages):
-                return
+        if messages and not self.closed and not self._answer(messages):
+            return
         if broken is not None:
             self.log.debug("closing stream from {peer}: {reason}", peer=self.peer, reason=broken)
             self._close()
@@ -146,6 +143,20 @@ class DNSStreamProtocol(StreamConnection):
         The octets of a message under way, received and not yet whole.
         """
         return self._decoder.pending
+
+    def _answer(self, messages: list[bytes]) -> bool:
+        """
+        Answer C{messages}: all together (L{_answer_all}), or one by one
+        (L{_answer_each}) while the hooks have their say or the upgrade
+        waits for a connection's first query.
+
+        @return: whether the connection goes on as a clear-text stream.
+        """
+        starttls = self.starttls
+        if self.factory.hooks is None and (starttls is None or not starttls.gated):
+            self._answer_all(messages)
+            return True
+        return self._answer_each(messages)
 
     def _answer_all(self, messages: list[bytes]) -> None:
         """
@@ -194,11 +205,7 @@ class DNSStreamProtocol(StreamConnection):
         waiting = self._waiting
         if waiting is not None:
             self._waiting = None
-            starttls = self.starttls
-            if self.factory.hooks is None and (starttls is None or not starttls.gated):
-                self._answer_all(waiting)
-            else:
-                self._answer_each(waiting)
+            self._answer(waiting)
 
     def _answer_each(self, messages: list[bytes]) -> bool:
         """
