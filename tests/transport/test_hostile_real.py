@@ -48,12 +48,19 @@ def leaf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 @pytest.fixture(scope="module")
 def server(leaf: tuple[Path, Path, Path]) -> Iterator[DnstlsProcess]:
     """A dnstls on TCP and TLS whose idle timeouts are two seconds."""
+    yield from _served(leaf, IDLE)
+
+
+def _served(leaf: tuple[Path, Path, Path], idle: float, *extra: str) -> Iterator[DnstlsProcess]:
+    """A dnstls on TCP and TLS with the leaf's certificate, idle timeouts of C{idle} and C{extra}
+    options, stopped at the end."""
     _, cert, key = leaf
     process = DnstlsProcess(
         [
             "--zones", str(ZONES), "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
             "--tls-cert", str(cert), "--tls-key", str(key),
-            "--tcp-idle-timeout", str(IDLE), "--tls-idle-timeout", str(IDLE),
+            "--tcp-idle-timeout", str(idle), "--tls-idle-timeout", str(idle),
+            *extra,
         ]
     )
     try:
@@ -279,19 +286,7 @@ TIGHT_BOUND = 65536
 @pytest.fixture(scope="module")
 def tight_server(leaf: tuple[Path, Path, Path]) -> Iterator[DnstlsProcess]:
     """A dnstls on TCP and TLS with idle timeouts of 0.5 s and 64 kB of unsent replies per connection."""
-    _, cert, key = leaf
-    process = DnstlsProcess(
-        [
-            "--zones", str(ZONES), "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
-            "--tls-cert", str(cert), "--tls-key", str(key),
-            "--tcp-idle-timeout", str(TIGHT_IDLE), "--tls-idle-timeout", str(TIGHT_IDLE),
-            "--max-unsent-per-connection", str(TIGHT_BOUND),
-        ]
-    )
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from _served(leaf, TIGHT_IDLE, "--max-unsent-per-connection", str(TIGHT_BOUND))
 
 
 def read_slowly(
